@@ -1,0 +1,220 @@
+"""PlantWire's native payload: one JSON object per batch, readable with ``mosquitto_sub``.
+
+.. code-block:: json
+
+    {"version": 1, "edge": "edge-dairy", "seq": 812,
+     "asset": {"site": "binh-duong", "area": "dairy", "line": "filling", "machine": "filler-1"},
+     "samples": [{"t": 1763712000000000000, "m": "product_temp", "v": 4.2},
+                 {"t": 1763712000000000000, "m": "fill_pressure", "v": null, "q": "bad"}]}
+
+``t`` is nanoseconds since the Unix epoch (UTC), ``m`` the metric, ``v`` the value (number,
+boolean, string, or null when quality is not good), ``q`` the quality, left out when good.
+
+Decoding never raises anything but :class:`~plantwire.errors.PayloadError`. A batch whose frame
+(version, edge, seq, asset, samples list) is wrong is refused whole; a sample that is wrong is
+reported in :attr:`Decoded.rejected` while the good samples of the same batch are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from plantwire.errors import InvalidNameError, PayloadError
+from plantwire.model import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STRING_BYTES,
+    AssetPath,
+    Batch,
+    Quality,
+    Sample,
+)
+from plantwire.names import check_metric_name, check_segment
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_SAMPLES",
+    "SCHEMA_VERSION",
+    "Decoded",
+    "RejectedSample",
+    "decode_batch",
+    "encode_batch",
+]
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_SAMPLES = 100_000
+
+_QUALITIES = {q.value: q for q in Quality}
+_ASSET_KEYS = ("site", "area", "line", "machine")
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedSample:
+    """A sample that was left out of a batch: its position, why, and what it was."""
+
+    index: int
+    reason: str
+    raw: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded batch (good samples only) and the samples that were refused."""
+
+    batch: Batch
+    rejected: list[RejectedSample] = field(default_factory=list)
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Serialize a batch; the caller is responsible for having validated it."""
+    samples = [
+        {"t": s.ts_ns, "m": s.metric, "v": s.value}
+        if s.quality is Quality.GOOD
+        else {"t": s.ts_ns, "m": s.metric, "v": s.value, "q": s.quality.value}
+        for s in batch.samples
+    ]
+    return orjson.dumps(
+        {
+            "version": SCHEMA_VERSION,
+            "edge": batch.edge_id,
+            "seq": batch.seq,
+            "asset": dict(zip(_ASSET_KEYS, batch.asset, strict=True)),
+            "samples": samples,
+        }
+    )
+
+
+def decode_batch(
+    payload: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+) -> Decoded:
+    """Decode a payload into a batch, keeping the valid samples and reporting the others."""
+    if len(payload) > max_bytes:
+        raise PayloadError(f"payload is {len(payload)} bytes, more than the limit of {max_bytes}")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"not JSON: {exc}") from None
+    if type(doc) is not dict:
+        raise PayloadError(f"payload must be a JSON object, got {_json_type(doc)}")
+    version = doc.get("version")
+    if version != SCHEMA_VERSION or type(version) is not int:
+        raise PayloadError(f"unsupported schema version {version!r} (this decoder reads {SCHEMA_VERSION})")
+    edge_id = doc.get("edge")
+    seq = doc.get("seq")
+    if type(seq) is not int or not 0 <= seq <= INT64_MAX:
+        raise PayloadError(f"'seq' must be a non-negative integer, got {_short(seq)}")
+    raw_samples = doc.get("samples")
+    if type(raw_samples) is not list:
+        raise PayloadError(f"'samples' must be a list, got {_json_type(raw_samples)}")
+    if len(raw_samples) > max_samples:
+        raise PayloadError(f"batch has {len(raw_samples)} samples, more than the limit of {max_samples}")
+    try:
+        check_segment(edge_id, "edge id")
+        asset = _decode_asset(doc.get("asset"))
+    except InvalidNameError as exc:
+        raise PayloadError(str(exc)) from None
+    unknown = doc.keys() - {"version", "edge", "seq", "asset", "samples"}
+    if unknown:
+        raise PayloadError(f"unknown keys in batch: {', '.join(sorted(map(str, unknown)))}")
+    samples, rejected = _decode_samples(raw_samples)
+    return Decoded(Batch(edge_id, seq, asset, samples), rejected)
+
+
+def _decode_asset(raw: object) -> AssetPath:
+    if type(raw) is not dict:
+        raise PayloadError(f"'asset' must be an object with {', '.join(_ASSET_KEYS)}")
+    if raw.keys() != set(_ASSET_KEYS):
+        raise PayloadError(f"'asset' must have exactly the keys {', '.join(_ASSET_KEYS)}")
+    return AssetPath(raw["site"], raw["area"], raw["line"], raw["machine"]).validate()
+
+
+# Metric names repeat in every batch; remember the ones already checked.
+_known_metrics: dict[str, None] = {}
+_KNOWN_METRICS_LIMIT = 100_000
+
+
+def _decode_samples(raw_samples: list[Any]) -> tuple[list[Sample], list[RejectedSample]]:
+    samples: list[Sample] = []
+    rejected: list[RejectedSample] = []
+    known = _known_metrics
+    good = Quality.GOOD
+    for index, raw in enumerate(raw_samples):
+        reason = None
+        if type(raw) is not dict:
+            reason = f"sample must be an object, got {_json_type(raw)}"
+        else:
+            ts = raw.get("t")
+            metric = raw.get("m")
+            value = raw.get("v")
+            quality_text = raw.get("q")
+            if quality_text is None:
+                quality: Quality | None = good
+            else:
+                quality = _QUALITIES.get(quality_text) if type(quality_text) is str else None
+            kind = type(value)
+            if type(ts) is not int or not 0 <= ts <= INT64_MAX:
+                reason = "'t' must be a non-negative integer of nanoseconds"
+            elif type(metric) is not str:
+                reason = f"'m' must be a string, got {_json_type(metric)}"
+            elif metric not in known and (reason := _metric_problem(metric)):
+                pass
+            elif quality is None:
+                reason = f"'q' must be one of {', '.join(_QUALITIES)}"
+            elif "v" not in raw:
+                reason = "'v' is missing"
+            elif len(raw) > 3 + (quality_text is not None):
+                reason = f"unknown keys in sample: {', '.join(sorted(raw.keys() - {'t', 'm', 'v', 'q'}))}"
+            elif kind is float:
+                if not math.isfinite(value):
+                    reason = "value is not finite"
+            elif kind is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    reason = "integer does not fit in 64 bits"
+            elif kind is str:
+                if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
+                    reason = f"string is longer than {MAX_STRING_BYTES} bytes"
+            elif value is None:
+                if quality is good:
+                    reason = "value is null but quality is good"
+            elif kind is not bool:
+                reason = f"value must be a number, boolean, string or null, got {_json_type(value)}"
+            if reason is None:
+                samples.append(Sample(ts, metric, value, quality))
+                continue
+        rejected.append(RejectedSample(index, reason, raw))
+    return samples, rejected
+
+
+def _metric_problem(metric: object) -> str | None:
+    try:
+        check_metric_name(metric)
+    except InvalidNameError as exc:
+        return f"'m': {exc}"
+    if len(_known_metrics) < _KNOWN_METRICS_LIMIT:
+        _known_metrics[metric] = None  # type: ignore[index]
+    return None
+
+
+def _json_type(value: object) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

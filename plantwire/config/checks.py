@@ -1,0 +1,90 @@
+"""Checks across blocks of a site file: unique ids, references that resolve, shifts that do not
+overlap. Each finding carries the path of the offending value so the loader can name its line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from plantwire.config.models import ALL_DAYS, ModbusSource, SiteConfig
+from plantwire.config.yamlsource import Path_
+
+__all__ = ["Finding", "check_site"]
+
+Finding = tuple[Path_, str]
+_WEEK_MIN = 7 * 24 * 60
+
+
+def _duplicates(items: list[Any], attribute: str, base: Path_, what: str) -> Iterator[Finding]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = getattr(item, attribute)
+        if key in seen:
+            yield (*base, index, attribute), f"duplicate {what} {key!r} (first at {seen[key] + 1}. entry)"
+        else:
+            seen[key] = index
+
+
+def check_site(site: SiteConfig) -> list[Finding]:
+    """Every cross-block problem of a site, in file order."""
+    findings: list[Finding] = []
+    findings += _duplicates(site.edge_nodes, "id", ("edge_nodes",), "edge node id")
+    findings += _duplicates(site.areas, "id", ("areas",), "area id")
+    findings += _check_shifts(site)
+    node_ids = {node.id for node in site.edge_nodes}
+    for a, area in enumerate(site.areas):
+        findings += _duplicates(area.lines, "id", ("areas", a, "lines"), "line id")
+        for li, line in enumerate(area.lines):
+            line_path: Path_ = ("areas", a, "lines", li)
+            findings += _duplicates(line.machines, "id", (*line_path, "machines"), "machine id")
+            findings += _duplicates(line.products, "id", (*line_path, "products"), "product id")
+            for m, machine in enumerate(line.machines):
+                machine_path: Path_ = (*line_path, "machines", m)
+                findings += _check_machine(machine, machine_path, node_ids, len(site.edge_nodes))
+    return findings
+
+
+def _check_machine(machine: Any, path: Path_, node_ids: set[str], node_count: int) -> Iterator[Finding]:
+    seen: dict[str, str] = {}
+    for s, source in enumerate(machine.sources):
+        for t, tag in enumerate(source.tags):
+            tag_path: Path_ = (*path, "sources", s, "tags", t)
+            if tag.metric in seen:
+                yield (*tag_path, "metric"), f"duplicate metric {tag.metric!r} in machine {machine.id!r}"
+            seen[tag.metric] = source.protocol
+            if isinstance(source, ModbusSource) and tag.group and tag.group not in source.poll_groups:
+                groups = ", ".join(sorted(source.poll_groups))
+                yield (*tag_path, "group"), f"poll group {tag.group!r} is not in this source's poll_groups ({groups})"
+    for role, metric in machine.oee.metrics().items():
+        if metric not in seen:
+            yield (*path, "oee", role), f"{role} metric {metric!r} is not read by any source of machine {machine.id!r}"
+    if machine.clock_metric is not None and machine.clock_metric not in seen:
+        yield (*path, "clock_metric"), f"clock metric {machine.clock_metric!r} is not read by any source"
+    if machine.edge_node is not None and machine.edge_node not in node_ids:
+        yield (*path, "edge_node"), f"edge node {machine.edge_node!r} is not in edge_nodes ({', '.join(sorted(node_ids))})"
+    if machine.edge_node is None and node_count > 1:
+        yield (*path, "id"), f"machine {machine.id!r} needs edge_node: the site has {node_count} edge nodes"
+
+
+def _check_shifts(site: SiteConfig) -> Iterator[Finding]:
+    yield from _duplicates(site.shifts, "name", ("shifts",), "shift name")
+    spans: list[tuple[int, int, int]] = []  # (start, end) in minutes of the week, shift index
+    for index, shift in enumerate(site.shifts):
+        start = shift.start.hour * 60 + shift.start.minute
+        for day in shift.days:
+            begin = ALL_DAYS.index(day) * 24 * 60 + start
+            spans.append((begin, begin + shift.length_min, index))
+    reported: set[tuple[int, int]] = set()
+    for begin_a, end_a, a in spans:
+        for begin_b, _, b in spans:
+            if a >= b or (a, b) in reported:
+                continue
+            # On a circular week, b starts inside a if its offset from a's start is below a's length.
+            if (begin_b - begin_a) % _WEEK_MIN < end_a - begin_a or (begin_a - begin_b) % _WEEK_MIN < (
+                site.shifts[b].length_min
+            ):
+                reported.add((a, b))
+                yield (
+                    ("shifts", b, "start"),
+                    f"shift {site.shifts[b].name!r} overlaps shift {site.shifts[a].name!r}",
+                )

@@ -1,0 +1,221 @@
+"""Load a site file: YAML with line numbers, environment references, secrets kept out of the
+file, typed validation, and checks across blocks. A bad file is refused whole, with every
+problem found listed as ``file:line:column: path: what is wrong``."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from plantwire.config.checks import check_site
+from plantwire.config.models import SiteConfig
+from plantwire.config.yamlsource import Path_, YamlDocument, format_path, read_yaml
+from plantwire.errors import ConfigError, ConfigIssue
+
+__all__ = ["SECRET_KEYS", "LoadedSite", "load_site", "load_site_file", "parse_site"]
+
+# Keys whose values are secrets: they may only come from the environment or from a file.
+SECRET_KEYS = frozenset({"password", "token"})
+_MAX_SECRET_FILE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class LoadedSite:
+    """A validated site and where its secrets came from (for a masked summary)."""
+
+    config: SiteConfig
+    file: str
+    secret_origins: dict[str, str] = field(default_factory=dict)  # path -> "$NAME" or "file PATH"
+
+
+def load_site(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
+    """Load and validate a site file; raise ConfigError listing every problem."""
+    return load_site_file(path, environ).config
+
+
+def load_site_file(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedSite:
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file, None, f"cannot read the file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigIssue(file, line, "the file is not UTF-8 text")]) from None
+    return parse_site(text, file, environ, base_dir=Path(path).parent)
+
+
+def parse_site(
+    text: str, file: str = "<site>", environ: Mapping[str, str] | None = None, *, base_dir: Path | None = None
+) -> LoadedSite:
+    """Validate site YAML text (``file`` names it in messages)."""
+    doc, issues = read_yaml(text, file, environ)
+    if issues:
+        raise ConfigError(issues)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.issue((), "a site file is a mapping that starts with 'site:'")])
+    origins: dict[str, str] = {}
+    issues = _resolve_secrets(doc, doc.data, (), origins, base_dir or Path())
+    if issues:
+        raise ConfigError(issues)
+    try:
+        config = SiteConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError([_translate(doc, error) for error in exc.errors(include_url=False)]) from None
+    findings = check_site(config)
+    if findings:
+        raise ConfigError([doc.issue(path, message) for path, message in findings])
+    return LoadedSite(config, file, origins)
+
+
+def _resolve_secrets(
+    doc: YamlDocument, node: Any, path: Path_, origins: dict[str, str], base_dir: Path
+) -> list[ConfigIssue]:
+    """Refuse secrets written into the file; read ``<key>_file`` secrets into ``<key>``."""
+    issues: list[ConfigIssue] = []
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            issues += _resolve_secrets(doc, item, (*path, index), origins, base_dir)
+        return issues
+    if not isinstance(node, dict):
+        return issues
+    for key in list(node):
+        child = (*path, key)
+        if key in SECRET_KEYS:
+            if f"{key}_file" in node:
+                issues.append(doc.issue(child, f"give either {key} or {key}_file, not both"))
+            elif node[key] is not None and child not in doc.env_names:
+                issues.append(
+                    doc.issue(
+                        child,
+                        f"a {key} written in the site file is readable by anyone who can read the file; "
+                        f"use {key}: ${{ENV_VAR}} or {key}_file: PATH",
+                    )
+                )
+            elif node[key] is not None:
+                origins[format_path(child)] = f"${doc.env_names[child]}"
+        elif key.endswith("_file") and key[: -len("_file")] in SECRET_KEYS:
+            secret_key = key[: -len("_file")]
+            if secret_key in node:
+                continue  # reported above
+            secret_path = Path(str(node[key]))
+            if not secret_path.is_absolute():
+                secret_path = base_dir / secret_path
+            try:
+                with secret_path.open("rb") as handle:
+                    content = handle.read(_MAX_SECRET_FILE + 1)
+            except OSError as exc:
+                issues.append(doc.issue(child, f"cannot read secret file {str(secret_path)!r}: {exc.strerror or exc}"))
+                continue
+            if len(content) > _MAX_SECRET_FILE:
+                issues.append(doc.issue(child, f"secret file {str(secret_path)!r} is larger than 64 KiB"))
+                continue
+            del node[key]
+            node[secret_key] = content.decode("utf-8", errors="replace").rstrip("\r\n")
+            doc.marks[(*path, secret_key)] = doc.locate(child)  # type: ignore[assignment]
+            origins[format_path((*path, secret_key))] = f"file {secret_path}"
+        else:
+            issues += _resolve_secrets(doc, node[key], child, origins, base_dir)
+    return issues
+
+
+# -- turning pydantic's errors into plant-engineer messages ----------------------------------------
+
+
+def _translate(doc: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
+    loc: tuple[Any, ...] = tuple(error["loc"])
+    path = _data_path(doc.data, loc)
+    kind = error["type"]
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind == "missing":
+        # The key is not in the file, so the issue points at the block that should hold it.
+        return doc.issue(path, f"missing required key {path[-1]!r}" if path else message)
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        hint = ""
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1)
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+        elif allowed:
+            hint = f" (allowed: {', '.join(sorted(allowed))})"
+        return doc.issue(path, f"unknown key {key!r}{hint}")
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return doc.issue((*path, "protocol"), f"protocol must be one of {expected}")
+    if kind == "union_tag_not_found":
+        return doc.issue(path, "missing required key 'protocol' (modbus or opcua)")
+    given = error.get("input")
+    secret = any(part in {"password", "token"} for part in path if isinstance(part, str))
+    if not secret and isinstance(given, str | int | float | bool) and kind not in ("value_error", "assertion_error"):
+        message += f" (got {given!r})"
+    return doc.issue(path, message)
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
+    """The path in the file for a pydantic location, dropping union tags that are not keys."""
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif index != len(loc) - 1:
+                continue  # a discriminated union's tag, not a key of the file
+            else:
+                node = None
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        else:
+            path.append(part)
+            node = None
+    return tuple(path)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Keys the model at a pydantic location accepts (for did-you-mean hints); best effort."""
+    annotation: Any = SiteConfig
+    for part in loc:
+        annotation = _unwrap(annotation, part)
+        if annotation is None:
+            return []
+    annotation = _unwrap(annotation, None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any, part: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0], part)
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        for member in members:
+            fields = getattr(member, "model_fields", {})
+            if "protocol" in fields and part in typing.get_args(fields["protocol"].annotation):
+                return member
+        return _unwrap(members[0], part) if len(members) == 1 else (None if part is not None else annotation)
+    if part is None:
+        return annotation
+    if origin in (list, tuple) and isinstance(part, int):
+        return typing.get_args(annotation)[0]
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(part, str):
+        field_info = annotation.model_fields.get(part)
+        return field_info.annotation if field_info is not None else None
+    return None
