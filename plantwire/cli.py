@@ -26,7 +26,9 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plantwire",
-        description="PlantWire: factory telemetry from PLCs to InfluxDB, with OEE and anomaly detection.",
+        description=(
+            "PlantWire: factory telemetry from PLCs to InfluxDB, with OEE and anomaly detection."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"plantwire {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

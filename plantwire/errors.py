@@ -7,8 +7,8 @@ only ever need to catch these::
     ├── InvalidNameError      a site/area/line/machine id, edge id or metric name that would
     │                         break an MQTT topic or an InfluxDB series (also a ValueError)
     ├── TopicError            a topic outside PlantWire's namespace (also a ValueError)
-    ├── PayloadError          bytes that are not a valid batch, with the reason (also a ValueError)
-    ├── LineProtocolError     a point InfluxDB cannot store: NaN, ±inf, a bad name (also a ValueError)
+    ├── PayloadError          bytes that are not a valid batch, with the reason (a ValueError)
+    ├── LineProtocolError     a point InfluxDB cannot store: NaN, ±inf, a bad name (a ValueError)
     └── ConfigError           a site file refused at load, with file, line and what is wrong
 """
 
@@ -62,7 +62,13 @@ class ConfigIssue:
     __slots__ = ("column", "file", "line", "message", "path")
 
     def __init__(
-        self, file: str, line: int | None, message: str, *, path: str = "", column: int | None = None
+        self,
+        file: str,
+        line: int | None,
+        message: str,
+        *,
+        path: str = "",
+        column: int | None = None,
     ) -> None:
         self.file = file
         self.line = line

@@ -54,7 +54,7 @@ class Sample(NamedTuple):
     quality: Quality = Quality.GOOD
 
 
-def check_value(value: object, quality: Quality) -> str | None:
+def check_value(value: object, quality: Quality) -> str | None:  # noqa: PLR0911  (one return per type)
     """Return why a value is not storable, or None when it is.
 
     >>> check_value(72.5, Quality.GOOD) is None
@@ -64,20 +64,19 @@ def check_value(value: object, quality: Quality) -> str | None:
     >>> check_value(None, Quality.GOOD)
     'value is missing but quality is good'
     """
-    kind = type(value)
-    if kind is float:
-        return None if math.isfinite(value) else "value is NaN or infinite"  # type: ignore[arg-type]
-    if kind is bool:
+    if isinstance(value, bool):  # before int: a bool is an int to Python, not to InfluxDB
         return None
-    if kind is int:
-        return None if INT64_MIN <= value <= INT64_MAX else "integer does not fit in 64 bits"  # type: ignore[operator]
-    if kind is str:
-        if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:  # type: ignore[attr-defined]
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "value is NaN or infinite"
+    if isinstance(value, int):
+        return None if INT64_MIN <= value <= INT64_MAX else "integer does not fit in 64 bits"
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
             return f"string is longer than {MAX_STRING_BYTES} bytes"
         return None
     if value is None:
         return None if quality is not Quality.GOOD else "value is missing but quality is good"
-    return f"value has unsupported type {kind.__name__}"
+    return f"value has unsupported type {type(value).__name__}"
 
 
 class AssetPath(NamedTuple):
@@ -122,7 +121,9 @@ class Batch:
         """Check ids, asset path and every sample; raise ValueError on the first problem."""
         check_segment(self.edge_id, "edge id")
         if type(self.seq) is not int or not 0 <= self.seq <= INT64_MAX:
-            raise ValueError(f"batch sequence number must be a non-negative integer, got {self.seq!r}")
+            raise ValueError(
+                f"batch sequence number must be a non-negative integer, got {self.seq!r}"
+            )
         self.asset.validate()
         for index, sample in enumerate(self.samples):
             problem = sample_problem(sample)
@@ -139,6 +140,7 @@ def sample_problem(sample: Sample) -> str | None:
         check_metric_name(sample.metric)
     except InvalidNameError as exc:
         return str(exc)
-    if not isinstance(sample.quality, Quality):
+    quality: object = sample.quality  # typed, but a caller may still pass a plain string
+    if not isinstance(quality, Quality):
         return f"quality must be one of {', '.join(Quality)}"
-    return check_value(sample.value, sample.quality)
+    return check_value(sample.value, quality)

@@ -28,7 +28,9 @@ __all__ = [
 
 MAX_NAME_LENGTH = 256
 # Telemetry tags share a series with metric fields; a field with a tag's name cannot be queried.
-RESERVED_METRIC_NAMES = frozenset({"time", "site", "area", "line", "machine", "_field", "_measurement"})
+RESERVED_METRIC_NAMES = frozenset(
+    {"time", "site", "area", "line", "machine", "_field", "_measurement"}
+)
 # Levels of the topic tree that PlantWire itself uses beside the areas of a site.
 RESERVED_AREA_IDS = frozenset({"alerts", "deadletter", "services"})
 # Quality other than good is stored in a companion field ``<metric>__quality``.
@@ -44,10 +46,10 @@ def check_influx_name(name: object, what: str = "name") -> str:
 
     >>> check_influx_name("Tank 1, outlet=open")
     'Tank 1, outlet=open'
-    >>> check_influx_name("bad\\\\")
+    >>> check_influx_name("bad\\\\")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    plantwire.errors.InvalidNameError: name 'bad\\\\' ends with a backslash or has one before \\, space, comma, = or " (InfluxDB cannot read that back unchanged)
+    plantwire.errors.InvalidNameError: name 'bad\\\\' ends with a backslash or has one before ...
     """
     if not isinstance(name, str):
         raise InvalidNameError(f"{what} must be a string, not {type(name).__name__}")
@@ -61,7 +63,7 @@ def check_influx_name(name: object, what: str = "name") -> str:
         raise InvalidNameError(f"{what} {name!r} starts or ends with white space")
     if _AMBIGUOUS_BACKSLASH.search(name):
         raise InvalidNameError(
-            f"{what} {name!r} ends with a backslash or has one before \\, space, comma, = or \" "
+            f'{what} {name!r} ends with a backslash or has one before \\, space, comma, = or " '
             "(InfluxDB cannot read that back unchanged)"
         )
     return name
@@ -72,10 +74,10 @@ def check_segment(segment: object, what: str = "segment") -> str:
 
     >>> check_segment("filling-line-1")
     'filling-line-1'
-    >>> check_segment("line/1", "line id")
+    >>> check_segment("line/1", "line id")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    plantwire.errors.InvalidNameError: line id 'line/1' contains '/', '+' or '#', which MQTT reserves for its topic tree
+    plantwire.errors.InvalidNameError: line id 'line/1' contains '/', '+' or '#', which MQTT ...
     """
     name = check_influx_name(segment, what)
     if _TOPIC_FORBIDDEN.search(name):
@@ -92,10 +94,10 @@ def check_metric_name(name: object) -> str:
 
     >>> check_metric_name("spindle_speed")
     'spindle_speed'
-    >>> check_metric_name("time")
+    >>> check_metric_name("time")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    plantwire.errors.InvalidNameError: metric name 'time' is reserved (time, site, area, line, machine are InfluxDB columns of every telemetry point)
+    plantwire.errors.InvalidNameError: metric name 'time' is reserved (time, site, area, ...
     """
     checked = check_influx_name(name, "metric name")
     if checked in RESERVED_METRIC_NAMES:

@@ -15,7 +15,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     actions = parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="validate a site file and print a summary")
     check.add_argument("file", help="the site YAML file")
-    check.add_argument("--quiet", "-q", action="store_true", help="print nothing when the file is valid")
+    check.add_argument(
+        "--quiet", "-q", action="store_true", help="print nothing when the file is valid"
+    )
     check.set_defaults(handler=run_check)
 
 

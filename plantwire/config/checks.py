@@ -3,11 +3,12 @@ overlap. Each finding carries the path of the offending value so the loader can 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from plantwire.config.models import ALL_DAYS, ModbusSource, SiteConfig
-from plantwire.config.yamlsource import Path_
+from plantwire.config.models import ALL_DAYS, ModbusSource, Shift, SiteConfig
+from plantwire.config.yamlsource import Path_, format_path
 
 __all__ = ["Finding", "check_site"]
 
@@ -20,7 +21,10 @@ def _duplicates(items: list[Any], attribute: str, base: Path_, what: str) -> Ite
     for index, item in enumerate(items):
         key = getattr(item, attribute)
         if key in seen:
-            yield (*base, index, attribute), f"duplicate {what} {key!r} (first at {seen[key] + 1}. entry)"
+            yield (
+                (*base, index, attribute),
+                f"duplicate {what} {key!r} (also at {format_path((*base, seen[key]))})",
+            )
         else:
             seen[key] = index
 
@@ -44,47 +48,96 @@ def check_site(site: SiteConfig) -> list[Finding]:
     return findings
 
 
-def _check_machine(machine: Any, path: Path_, node_ids: set[str], node_count: int) -> Iterator[Finding]:
+def _check_machine(
+    machine: Any, path: Path_, node_ids: set[str], node_count: int
+) -> Iterator[Finding]:
     seen: dict[str, str] = {}
     for s, source in enumerate(machine.sources):
         for t, tag in enumerate(source.tags):
             tag_path: Path_ = (*path, "sources", s, "tags", t)
             if tag.metric in seen:
-                yield (*tag_path, "metric"), f"duplicate metric {tag.metric!r} in machine {machine.id!r}"
+                yield (
+                    (*tag_path, "metric"),
+                    f"duplicate metric {tag.metric!r} in machine {machine.id!r}",
+                )
             seen[tag.metric] = source.protocol
-            if isinstance(source, ModbusSource) and tag.group and tag.group not in source.poll_groups:
+            if (
+                isinstance(source, ModbusSource)
+                and tag.group
+                and tag.group not in source.poll_groups
+            ):
                 groups = ", ".join(sorted(source.poll_groups))
-                yield (*tag_path, "group"), f"poll group {tag.group!r} is not in this source's poll_groups ({groups})"
+                yield (
+                    (*tag_path, "group"),
+                    f"poll group {tag.group!r} is not in this source's poll_groups ({groups})",
+                )
     for role, metric in machine.oee.metrics().items():
         if metric not in seen:
-            yield (*path, "oee", role), f"{role} metric {metric!r} is not read by any source of machine {machine.id!r}"
+            yield (
+                (*path, "oee", role),
+                f"{role} metric {metric!r} is not read by any source of machine {machine.id!r}",
+            )
     if machine.clock_metric is not None and machine.clock_metric not in seen:
-        yield (*path, "clock_metric"), f"clock metric {machine.clock_metric!r} is not read by any source"
+        yield (
+            (*path, "clock_metric"),
+            f"clock metric {machine.clock_metric!r} is not read by any source",
+        )
     if machine.edge_node is not None and machine.edge_node not in node_ids:
-        yield (*path, "edge_node"), f"edge node {machine.edge_node!r} is not in edge_nodes ({', '.join(sorted(node_ids))})"
+        yield (
+            (*path, "edge_node"),
+            f"edge node {machine.edge_node!r} is not in edge_nodes ({', '.join(sorted(node_ids))})",
+        )
     if machine.edge_node is None and node_count > 1:
-        yield (*path, "id"), f"machine {machine.id!r} needs edge_node: the site has {node_count} edge nodes"
+        yield (
+            (*path, "id"),
+            f"machine {machine.id!r} needs edge_node: the site has {node_count} edge nodes",
+        )
+
+
+def _check_breaks(shift: Shift, path: Path_) -> Iterator[Finding]:
+    spans: list[tuple[float, float, int]] = []
+    for index, brk in enumerate(shift.breaks):
+        begin = shift.offset_min(brk.start)
+        if begin + brk.minutes > shift.length_min:
+            yield (
+                (*path, "breaks", index, "start"),
+                (
+                    f"break {brk.name!r} at {brk.start:%H:%M} for {brk.minutes:g} min does not fit "
+                    f"in shift {shift.name!r} ({shift.start:%H:%M}-{shift.end:%H:%M})"
+                ),
+            )
+        spans.append((begin, begin + brk.minutes, index))
+    spans.sort()
+    for (_, end_a, a), (begin_b, _, b) in itertools.pairwise(spans):
+        if begin_b < end_a:
+            yield (
+                (*path, "breaks", b, "start"),
+                (
+                    f"break {shift.breaks[b].name!r} overlaps break {shift.breaks[a].name!r} "
+                    f"in shift {shift.name!r}"
+                ),
+            )
 
 
 def _check_shifts(site: SiteConfig) -> Iterator[Finding]:
     yield from _duplicates(site.shifts, "name", ("shifts",), "shift name")
-    spans: list[tuple[int, int, int]] = []  # (start, end) in minutes of the week, shift index
+    for index, shift in enumerate(site.shifts):
+        yield from _check_breaks(shift, ("shifts", index))
+    # Every shift occurrence as (start, length) in minutes of a circular week.
+    spans: list[tuple[int, int, int]] = []
     for index, shift in enumerate(site.shifts):
         start = shift.start.hour * 60 + shift.start.minute
-        for day in shift.days:
-            begin = ALL_DAYS.index(day) * 24 * 60 + start
-            spans.append((begin, begin + shift.length_min, index))
+        spans += [
+            (ALL_DAYS.index(day) * 24 * 60 + start, shift.length_min, index) for day in shift.days
+        ]
     reported: set[tuple[int, int]] = set()
-    for begin_a, end_a, a in spans:
-        for begin_b, _, b in spans:
-            if a >= b or (a, b) in reported:
-                continue
-            # On a circular week, b starts inside a if its offset from a's start is below a's length.
-            if (begin_b - begin_a) % _WEEK_MIN < end_a - begin_a or (begin_a - begin_b) % _WEEK_MIN < (
-                site.shifts[b].length_min
-            ):
-                reported.add((a, b))
-                yield (
-                    ("shifts", b, "start"),
-                    f"shift {site.shifts[b].name!r} overlaps shift {site.shifts[a].name!r}",
-                )
+    for (begin_a, length_a, a), (begin_b, length_b, b) in itertools.combinations(spans, 2):
+        if a == b or (min(a, b), max(a, b)) in reported:
+            continue
+        if (begin_b - begin_a) % _WEEK_MIN < length_a or (begin_a - begin_b) % _WEEK_MIN < length_b:
+            first, second = min(a, b), max(a, b)
+            reported.add((first, second))
+            yield (
+                ("shifts", second, "start"),
+                f"shift {site.shifts[second].name!r} overlaps shift {site.shifts[first].name!r}",
+            )

@@ -45,7 +45,9 @@ def load_site_file(path: str | Path, environ: Mapping[str, str] | None = None) -
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError([ConfigIssue(file, None, f"cannot read the file: {exc.strerror or exc}")]) from None
+        raise ConfigError(
+            [ConfigIssue(file, None, f"cannot read the file: {exc.strerror or exc}")]
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -55,7 +57,11 @@ def load_site_file(path: str | Path, environ: Mapping[str, str] | None = None) -
 
 
 def parse_site(
-    text: str, file: str = "<site>", environ: Mapping[str, str] | None = None, *, base_dir: Path | None = None
+    text: str,
+    file: str = "<site>",
+    environ: Mapping[str, str] | None = None,
+    *,
+    base_dir: Path | None = None,
 ) -> LoadedSite:
     """Validate site YAML text (``file`` names it in messages)."""
     doc, issues = read_yaml(text, file, environ)
@@ -70,7 +76,9 @@ def parse_site(
     try:
         config = SiteConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError([_translate(doc, error) for error in exc.errors(include_url=False)]) from None
+        raise ConfigError(
+            [_translate(doc, error) for error in exc.errors(include_url=False)]
+        ) from None
     findings = check_site(config)
     if findings:
         raise ConfigError([doc.issue(path, message) for path, message in findings])
@@ -85,47 +93,69 @@ def _resolve_secrets(
     if isinstance(node, list):
         for index, item in enumerate(node):
             issues += _resolve_secrets(doc, item, (*path, index), origins, base_dir)
-        return issues
-    if not isinstance(node, dict):
-        return issues
-    for key in list(node):
-        child = (*path, key)
-        if key in SECRET_KEYS:
-            if f"{key}_file" in node:
-                issues.append(doc.issue(child, f"give either {key} or {key}_file, not both"))
-            elif node[key] is not None and child not in doc.env_names:
-                issues.append(
-                    doc.issue(
-                        child,
-                        f"a {key} written in the site file is readable by anyone who can read the file; "
-                        f"use {key}: ${{ENV_VAR}} or {key}_file: PATH",
+    elif isinstance(node, dict):
+        for key in list(node):
+            child = (*path, key)
+            if key in SECRET_KEYS:
+                issues += _check_inline_secret(doc, node, key, child, origins)
+            elif key.endswith("_file") and key.removesuffix("_file") in SECRET_KEYS:
+                if key.removesuffix("_file") not in node:  # both given: reported with the key
+                    issues += _read_secret_file(
+                        doc, node, key, path, origins=origins, base_dir=base_dir
                     )
-                )
-            elif node[key] is not None:
-                origins[format_path(child)] = f"${doc.env_names[child]}"
-        elif key.endswith("_file") and key[: -len("_file")] in SECRET_KEYS:
-            secret_key = key[: -len("_file")]
-            if secret_key in node:
-                continue  # reported above
-            secret_path = Path(str(node[key]))
-            if not secret_path.is_absolute():
-                secret_path = base_dir / secret_path
-            try:
-                with secret_path.open("rb") as handle:
-                    content = handle.read(_MAX_SECRET_FILE + 1)
-            except OSError as exc:
-                issues.append(doc.issue(child, f"cannot read secret file {str(secret_path)!r}: {exc.strerror or exc}"))
-                continue
-            if len(content) > _MAX_SECRET_FILE:
-                issues.append(doc.issue(child, f"secret file {str(secret_path)!r} is larger than 64 KiB"))
-                continue
-            del node[key]
-            node[secret_key] = content.decode("utf-8", errors="replace").rstrip("\r\n")
-            doc.marks[(*path, secret_key)] = doc.locate(child)  # type: ignore[assignment]
-            origins[format_path((*path, secret_key))] = f"file {secret_path}"
-        else:
-            issues += _resolve_secrets(doc, node[key], child, origins, base_dir)
+            else:
+                issues += _resolve_secrets(doc, node[key], child, origins, base_dir)
     return issues
+
+
+def _check_inline_secret(
+    doc: YamlDocument, node: dict[str, Any], key: str, child: Path_, origins: dict[str, str]
+) -> list[ConfigIssue]:
+    if f"{key}_file" in node:
+        return [doc.issue(child, f"give either {key} or {key}_file, not both")]
+    if node[key] is None:
+        return []
+    if child not in doc.env_names:
+        return [
+            doc.issue(
+                child,
+                f"a {key} written in the site file is readable by anyone who can read "
+                f"the file; use {key}: ${{ENV_VAR}} or {key}_file: PATH",
+            )
+        ]
+    origins[format_path(child)] = f"${doc.env_names[child]}"
+    return []
+
+
+def _read_secret_file(
+    doc: YamlDocument,
+    node: dict[str, Any],
+    key: str,
+    path: Path_,
+    *,
+    origins: dict[str, str],
+    base_dir: Path,
+) -> list[ConfigIssue]:
+    child = (*path, key)
+    secret_key = key.removesuffix("_file")
+    secret_path = Path(str(node[key]))
+    if not secret_path.is_absolute():
+        secret_path = base_dir / secret_path
+    try:
+        with secret_path.open("rb") as handle:
+            content = handle.read(_MAX_SECRET_FILE + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return [doc.issue(child, f"cannot read secret file {str(secret_path)!r}: {reason}")]
+    if len(content) > _MAX_SECRET_FILE:
+        return [doc.issue(child, f"secret file {str(secret_path)!r} is larger than 64 KiB")]
+    del node[key]
+    node[secret_key] = content.decode("utf-8", errors="replace").rstrip("\r\n")
+    line, column = doc.locate(child)
+    if line is not None and column is not None:
+        doc.marks[(*path, secret_key)] = (line, column)
+    origins[format_path((*path, secret_key))] = f"file {secret_path}"
+    return []
 
 
 # -- turning pydantic's errors into plant-engineer messages ----------------------------------------
@@ -133,8 +163,8 @@ def _resolve_secrets(
 
 def _translate(doc: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
     loc: tuple[Any, ...] = tuple(error["loc"])
-    path = _data_path(doc.data, loc)
     kind = error["type"]
+    path = _data_path(doc.data, loc, keep_missing_last=kind in ("missing", "extra_forbidden"))
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -158,21 +188,29 @@ def _translate(doc: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
         return doc.issue(path, "missing required key 'protocol' (modbus or opcua)")
     given = error.get("input")
     secret = any(part in {"password", "token"} for part in path if isinstance(part, str))
-    if not secret and isinstance(given, str | int | float | bool) and kind not in ("value_error", "assertion_error"):
+    if (
+        not secret
+        and isinstance(given, str | int | float | bool)
+        and kind not in ("value_error", "assertion_error")
+    ):
         message += f" (got {given!r})"
     return doc.issue(path, message)
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
-    """The path in the file for a pydantic location, dropping union tags that are not keys."""
+def _data_path(data: Any, loc: tuple[Any, ...], *, keep_missing_last: bool) -> Path_:
+    """The path in the file for a pydantic location, dropping union tags that are not keys.
+
+    Only a missing (or unknown) key may be absent from the data; any other location part that is
+    not a key of the block is the tag pydantic adds for a discriminated union.
+    """
     path: list[str | int] = []
     node = data
     for index, part in enumerate(loc):
         if isinstance(node, dict):
             if part in node:
                 node = node[part]
-            elif index != len(loc) - 1:
-                continue  # a discriminated union's tag, not a key of the file
+            elif index != len(loc) - 1 or not keep_missing_last:
+                continue
             else:
                 node = None
             path.append(part)
@@ -198,17 +236,24 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def _unwrap(annotation: Any, part: Any) -> Any:
+def _union_member(annotation: Any, part: Any) -> Any:
+    """The member of an Optional or a discriminated union that a location part selects."""
+    members = [m for m in typing.get_args(annotation) if m is not type(None)]
+    for member in members:
+        fields = getattr(member, "model_fields", {})
+        if "protocol" in fields and part in typing.get_args(fields["protocol"].annotation):
+            return member
+    if len(members) == 1:
+        return _unwrap(members[0], part)
+    return None if part is not None else annotation
+
+
+def _unwrap(annotation: Any, part: Any) -> Any:  # noqa: PLR0911  (one return per type form)
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0], part)
     if origin in (typing.Union, types.UnionType):
-        members = [m for m in typing.get_args(annotation) if m is not type(None)]
-        for member in members:
-            fields = getattr(member, "model_fields", {})
-            if "protocol" in fields and part in typing.get_args(fields["protocol"].annotation):
-                return member
-        return _unwrap(members[0], part) if len(members) == 1 else (None if part is not None else annotation)
+        return _union_member(annotation, part)
     if part is None:
         return annotation
     if origin in (list, tuple) and isinstance(part, int):

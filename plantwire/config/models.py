@@ -82,7 +82,9 @@ def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name like Asia/Ho_Chi_Minh)") from None
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Asia/Ho_Chi_Minh)"
+        ) from None
     return name
 
 
@@ -106,18 +108,24 @@ class TlsFiles(_Block):
     @model_validator(mode="after")
     def _pair(self) -> TlsFiles:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (the client certificate and its key)")
+            raise ValueError(
+                "cert_file and key_file go together (the client certificate and its key)"
+            )
         return self
 
 
 def _split_url(url: str, schemes: dict[str, int], what: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     if parts.scheme not in schemes:
-        raise ValueError(f"{what} url must start with {' or '.join(s + '://' for s in schemes)}, got {url!r}")
+        raise ValueError(
+            f"{what} url must start with {' or '.join(s + '://' for s in schemes)}, got {url!r}"
+        )
     if not parts.hostname:
         raise ValueError(f"{what} url {url!r} has no host")
     if parts.password is not None:
-        raise ValueError(f"{what} url must not carry a password; use the password key with ${{ENV_VAR}}")
+        raise ValueError(
+            f"{what} url must not carry a password; use the password key with ${{ENV_VAR}}"
+        )
     try:
         port = parts.port or schemes[parts.scheme]
     except ValueError:
@@ -125,10 +133,24 @@ def _split_url(url: str, schemes: dict[str, int], what: str) -> tuple[str, str, 
     return parts.scheme, parts.hostname, port
 
 
+_MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+_HTTP_SCHEMES = {"http": 8086, "https": 8086}
+
+
+def _mqtt_url(url: str) -> str:
+    _split_url(url, _MQTT_SCHEMES, "mqtt")
+    return url
+
+
+def _influx_url(url: str) -> str:
+    _split_url(url, _HTTP_SCHEMES, "influxdb")
+    return url
+
+
 class MqttConfig(_Block):
     """The broker every part connects to. ``mqtts://`` turns TLS on."""
 
-    url: str = "mqtt://localhost:1883"
+    url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://localhost:1883"
     client_id_prefix: Annotated[str, _segment("client id prefix")] = "plantwire"
     username: str | None = None
     password: SecretStr | None = None
@@ -139,9 +161,8 @@ class MqttConfig(_Block):
     max_payload_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
 
     @model_validator(mode="after")
-    def _url(self) -> MqttConfig:
-        scheme, _, _ = _split_url(self.url, {"mqtt": 1883, "mqtts": 8883}, "mqtt")
-        if self.tls is not None and scheme == "mqtt":
+    def _tls(self) -> MqttConfig:
+        if self.tls is not None and not self.use_tls:
             raise ValueError("tls files are given but the url is mqtt://; use mqtts:// for TLS")
         if self.password is not None and self.username is None:
             raise ValueError("a password without a username cannot be used; add username")
@@ -149,11 +170,11 @@ class MqttConfig(_Block):
 
     @property
     def host(self) -> str:
-        return _split_url(self.url, {"mqtt": 1883, "mqtts": 8883}, "mqtt")[1]
+        return _split_url(self.url, _MQTT_SCHEMES, "mqtt")[1]
 
     @property
     def port(self) -> int:
-        return _split_url(self.url, {"mqtt": 1883, "mqtts": 8883}, "mqtt")[2]
+        return _split_url(self.url, _MQTT_SCHEMES, "mqtt")[2]
 
     @property
     def use_tls(self) -> bool:
@@ -165,7 +186,7 @@ class InfluxConfig(_Block):
     retention policy); ``api: v2`` is InfluxDB 2.x/3.x through influxdb-client (org, bucket, token).
     """
 
-    url: str = "http://localhost:8086"
+    url: Annotated[str, AfterValidator(_influx_url)] = "http://localhost:8086"
     api: Literal["v1", "v2"] = "v1"
     database: str | None = None
     retention_policy: str | None = None
@@ -178,7 +199,6 @@ class InfluxConfig(_Block):
 
     @model_validator(mode="after")
     def _api(self) -> InfluxConfig:
-        _split_url(self.url, {"http": 8086, "https": 8086}, "influxdb")
         if self.api == "v1":
             if not self.database:
                 raise ValueError("api v1 needs a database (and optionally retention_policy)")
@@ -187,9 +207,14 @@ class InfluxConfig(_Block):
         else:
             missing = [key for key in ("org", "bucket", "token") if not getattr(self, key)]
             if missing:
-                raise ValueError(f"api v2 needs {', '.join(missing)}")
+                raise ValueError(
+                    f"api v2 needs {', '.join(missing)} "
+                    "(the token as ${ENV_VAR} or token_file: PATH)"
+                )
             if self.database or self.retention_policy:
-                raise ValueError("database and retention_policy belong to api v1; with api v2 use bucket")
+                raise ValueError(
+                    "database and retention_policy belong to api v1; with api v2 use bucket"
+                )
         return self
 
 
@@ -228,23 +253,6 @@ class Shift(_Block):
     def offset_min(self, moment: time) -> int:
         """Minutes from the shift start to a clock time (wrapping past midnight)."""
         return (_minutes(moment) - _minutes(self.start)) % (24 * 60)
-
-    @model_validator(mode="after")
-    def _breaks_inside(self) -> Shift:
-        spans = []
-        for brk in self.breaks:
-            begin = self.offset_min(brk.start)
-            if begin + brk.minutes > self.length_min:
-                raise ValueError(
-                    f"break {brk.name!r} at {brk.start:%H:%M} for {brk.minutes:g} min does not fit "
-                    f"in shift {self.name!r} ({self.start:%H:%M}-{self.end:%H:%M})"
-                )
-            spans.append((begin, begin + brk.minutes, brk.name))
-        spans.sort()
-        for (_, end_a, name_a), (begin_b, _, name_b) in zip(spans, spans[1:], strict=False):
-            if begin_b < end_a:
-                raise ValueError(f"breaks {name_a!r} and {name_b!r} overlap in shift {self.name!r}")
-        return self
 
 
 # -- Modbus ---------------------------------------------------------------------------------------
@@ -326,7 +334,9 @@ class ModbusTag(_Reporting):
     address: Annotated[int, Field(ge=0, le=65535)]
     type: DataType | None = None  # default: bit for coil/discrete, uint16 for registers
     order: ByteOrder | None = None  # default: the source's byte_order
-    length: Annotated[int, Field(ge=1, le=MODBUS_MAX_REGISTERS)] | None = None  # strings, in registers
+    length: Annotated[int, Field(ge=1, le=MODBUS_MAX_REGISTERS)] | None = (
+        None  # strings, in registers
+    )
     scale: float = 1.0
     offset: float = 0.0
     unit: Unit | None = None
@@ -352,7 +362,9 @@ class ModbusTag(_Reporting):
         if self.table.is_bit and kind is not DataType.BIT:
             raise ValueError(f"{self.table} holds single bits; type must be bit, not {kind}")
         if not self.table.is_bit and kind is DataType.BIT:
-            raise ValueError(f"{self.table} registers are 16-bit words; use a coil or discrete table for bits")
+            raise ValueError(
+                f"{self.table} registers are 16-bit words; use a coil or discrete table for bits"
+            )
         if kind is DataType.STRING and self.length is None:
             raise ValueError("a string tag needs length (in 16-bit registers, 2 characters each)")
         if kind is not DataType.STRING and self.length is not None:
@@ -378,6 +390,14 @@ class SerialSettings(_Block):
 _MODBUS_URL = re.compile(r"^(tcp|rtu\+tcp)://[^/:\s]+(:\d{1,5})?$|^rtu://(/\S+)$")
 
 
+def _modbus_endpoint(endpoint: str) -> str:
+    if not _MODBUS_URL.match(endpoint):
+        raise ValueError(
+            f"endpoint {endpoint!r} must be tcp://HOST[:PORT], rtu+tcp://HOST[:PORT] or rtu:///dev/SERIALPORT"
+        )
+    return endpoint
+
+
 class ModbusSource(_Block):
     """A Modbus device (or gateway): TCP, RTU over serial, or RTU framing over TCP.
 
@@ -386,7 +406,7 @@ class ModbusSource(_Block):
     """
 
     protocol: Literal["modbus"]
-    endpoint: str
+    endpoint: Annotated[str, AfterValidator(_modbus_endpoint)]
     device_id: Annotated[int, Field(ge=0, le=255)] = 1
     serial: SerialSettings | None = None
     byte_order: ByteOrder = ByteOrder.ABCD
@@ -394,18 +414,17 @@ class ModbusSource(_Block):
     pause_s: Annotated[float, Field(ge=0, le=10)] = 0.0
     busy_retries: Annotated[int, Field(ge=0, le=10)] = 3
     max_gap: Annotated[int, Field(ge=0, le=MODBUS_MAX_REGISTERS)] = 16
-    max_registers_per_read: Annotated[int, Field(ge=1, le=MODBUS_MAX_REGISTERS)] = MODBUS_MAX_REGISTERS
+    max_registers_per_read: Annotated[int, Field(ge=1, le=MODBUS_MAX_REGISTERS)] = (
+        MODBUS_MAX_REGISTERS
+    )
     max_bits_per_read: Annotated[int, Field(ge=1, le=MODBUS_MAX_BITS)] = MODBUS_MAX_BITS
-    poll_groups: dict[GroupName, Seconds] = Field(default_factory=lambda: {"default": 1.0}, min_length=1)
+    poll_groups: dict[GroupName, Seconds] = Field(
+        default_factory=lambda: {"default": 1.0}, min_length=1
+    )
     tags: list[ModbusTag] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _endpoint(self) -> ModbusSource:
-        if not _MODBUS_URL.match(self.endpoint):
-            raise ValueError(
-                f"endpoint {self.endpoint!r} must be tcp://HOST[:PORT], rtu+tcp://HOST[:PORT] "
-                "or rtu:///dev/SERIALPORT"
-            )
+    def _serial_and_sizes(self) -> ModbusSource:
         if self.serial is not None and not self.endpoint.startswith("rtu://"):
             raise ValueError("serial settings apply to rtu:// endpoints only")
         for tag in self.tags:
@@ -427,12 +446,16 @@ class ModbusSource(_Block):
 
 # -- OPC UA ---------------------------------------------------------------------------------------
 
-_NODE_ID = re.compile(r"^(ns=\d+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=[A-Za-z0-9+/=]+)$|^nsu=[^;]+;(i|s|g|b)=.+$")
+_NODE_ID = re.compile(
+    r"^(ns=\d+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=[A-Za-z0-9+/=]+)$|^nsu=[^;]+;(i|s|g|b)=.+$"
+)
 
 
 def _check_node_id(value: str) -> str:
     if not _NODE_ID.match(value):
-        raise ValueError(f"node {value!r} is not an OPC UA NodeId like 'ns=2;s=Filler.Temp' or 'ns=3;i=1042'")
+        raise ValueError(
+            f"node {value!r} is not an OPC UA NodeId like 'ns=2;s=Filler.Temp' or 'ns=3;i=1042'"
+        )
     return value
 
 
@@ -564,7 +587,12 @@ class SiteConfig(_Block):
     areas: list[Area] = Field(min_length=1)
 
     def machines(self) -> list[tuple[Area, Line, Machine]]:
-        return [(area, line, machine) for area in self.areas for line in area.lines for machine in line.machines]
+        return [
+            (area, line, machine)
+            for area in self.areas
+            for line in area.lines
+            for machine in line.machines
+        ]
 
     def edge_node_of(self, machine: Machine) -> str:
         return machine.edge_node or self.edge_nodes[0].id

@@ -27,86 +27,116 @@ def _source_line(source: Source) -> str:
             f"(poll {groups})"
         )
     assert isinstance(source, OpcuaSource)
-    security = source.security.mode
+    security: str = source.security.mode
     if security != "None":
         security += f"/{source.security.policy}"
     return f"opcua {source.endpoint} [{security}, {source.mode}]: {len(source.tags)} tags"
 
 
 def describe_site(loaded: LoadedSite) -> str:
-    site: SiteConfig = loaded.config
-    origins = loaded.secret_origins
+    """The whole summary: site, MQTT, InfluxDB, shifts, edge nodes and assets."""
+    site = loaded.config
+    sections = [
+        [f"{loaded.file}: OK", *_site_lines(site)],
+        _mqtt_lines(site, loaded.secret_origins),
+        _influx_lines(site, loaded.secret_origins),
+        _shift_lines(site),
+        _edge_lines(site),
+        _asset_lines(site, loaded.secret_origins),
+    ]
+    return "\n\n".join("\n".join(section) for section in sections)
+
+
+def _site_lines(site: SiteConfig) -> list[str]:
     machines = site.machines()
     protocols: Counter[str] = Counter()
     for _, _, machine in machines:
         for source in machine.sources:
             protocols[source.protocol] += len(source.tags)
     lines_count = sum(len(area.lines) for area in site.areas)
-    out = [
-        f"{loaded.file}: OK",
-        f"site {site.site.id}" + (f" ({site.site.name})" if site.site.name else "") + f", time zone {site.site.timezone}",
-        f"  {len(site.areas)} areas, {lines_count} lines, {len(machines)} machines, "
-        f"{sum(protocols.values())} tags ("
-        + ", ".join(f"{name} {count}" for name, count in sorted(protocols.items()))
-        + ")",
-        "",
-        "MQTT",
-        f"  url       {site.mqtt.url}" + ("  (TLS)" if site.mqtt.use_tls else ""),
-        f"  username  {site.mqtt.username or '-'}",
-        f"  password  {_secret(site.mqtt.password, origins.get('mqtt.password'))}",
+    name = f" ({site.site.name})" if site.site.name else ""
+    by_protocol = ", ".join(f"{proto} {count}" for proto, count in sorted(protocols.items()))
+    return [
+        f"site {site.site.id}{name}, time zone {site.site.timezone}",
+        (
+            f"  {len(site.areas)} areas, {lines_count} lines, {len(machines)} machines, "
+            f"{sum(protocols.values())} tags ({by_protocol})"
+        ),
     ]
-    if site.mqtt.tls is not None:
-        tls = site.mqtt.tls
+
+
+def _mqtt_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
+    mqtt = site.mqtt
+    out = [
+        "MQTT",
+        f"  url       {mqtt.url}" + ("  (TLS)" if mqtt.use_tls else ""),
+        f"  username  {mqtt.username or '-'}",
+        f"  password  {_secret(mqtt.password, origins.get('mqtt.password'))}",
+    ]
+    if mqtt.tls is not None:
+        tls = mqtt.tls
         out.append(f"  tls       ca {tls.ca_file or 'system'}, client cert {tls.cert_file or '-'}")
-    out += ["", "InfluxDB"]
+    return out
+
+
+def _influx_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
     influx = site.influxdb
     if influx is None:
-        out.append("  not configured (the embedded store is used)")
-    elif influx.api == "v1":
-        out += [
+        return ["InfluxDB", "  not configured (the embedded store is used)"]
+    if influx.api == "v1":
+        policy = f", retention policy {influx.retention_policy}" if influx.retention_policy else ""
+        return [
+            "InfluxDB",
             f"  url       {influx.url} (api v1)",
-            f"  database  {influx.database}" + (f", retention policy {influx.retention_policy}" if influx.retention_policy else ""),
+            f"  database  {influx.database}{policy}",
             f"  password  {_secret(influx.password, origins.get('influxdb.password'))}",
         ]
-    else:
-        out += [
-            f"  url       {influx.url} (api v2)",
-            f"  org       {influx.org}, bucket {influx.bucket}",
-            f"  token     {_secret(influx.token, origins.get('influxdb.token'))}",
-        ]
-    out += ["", "Shifts"]
+    return [
+        "InfluxDB",
+        f"  url       {influx.url} (api v2)",
+        f"  org       {influx.org}, bucket {influx.bucket}",
+        f"  token     {_secret(influx.token, origins.get('influxdb.token'))}",
+    ]
+
+
+def _shift_lines(site: SiteConfig) -> list[str]:
     if not site.shifts:
-        out.append("  none (OEE runs against the whole day)")
+        return ["Shifts", "  none (OEE runs against the whole day)"]
+    out = ["Shifts"]
     for shift in site.shifts:
         breaks = sum(brk.minutes for brk in shift.breaks)
         out.append(
             f"  {shift.name:<12} {shift.start:%H:%M}-{shift.end:%H:%M} {','.join(shift.days)}; "
             f"{len(shift.breaks)} breaks, {breaks:g} min"
         )
-    out += ["", "Edge nodes"]
-    per_node = Counter(site.edge_node_of(machine) for _, _, machine in machines)
+    return out
+
+
+def _edge_lines(site: SiteConfig) -> list[str]:
+    per_node = Counter(site.edge_node_of(machine) for _, _, machine in site.machines())
+    out = ["Edge nodes"]
     for node in site.edge_nodes:
         buffer = node.buffer_path or f"plantwire-edge-{node.id}.db"
-        out.append(f"  {node.id:<16} {per_node[node.id]} machines, buffer {buffer} (max {node.buffer_max_mb:g} MB)")
-    out += ["", "Assets"]
-    for area in site.areas:
-        for line in area.lines:
-            out.append(f"  {area.id}/{line.id}  ideal cycle {line.ideal_cycle_time_s:g} s" + (f"  {line.name}" if line.name else ""))
-            for machine in line.machines:
-                out.append(f"    {machine.id} ({machine.kind})")
-                for index, source in enumerate(machine.sources):
-                    origin = origins.get(_source_password_path(site, machine.id, index))
-                    extra = ""
-                    if isinstance(source, OpcuaSource) and source.username:
-                        extra = f", user {source.username}, password {_secret(source.password, origin)}"
-                    out.append(f"      {_source_line(source)}{extra}")
-    return "\n".join(out)
+        out.append(
+            f"  {node.id:<16} {per_node[node.id]} machines, "
+            f"buffer {buffer} (max {node.buffer_max_mb:g} MB)"
+        )
+    return out
 
 
-def _source_password_path(site: SiteConfig, machine_id: str, source_index: int) -> str:
+def _asset_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
+    out = ["Assets"]
     for a, area in enumerate(site.areas):
         for li, line in enumerate(area.lines):
+            title = f"  {line.name}" if line.name else ""
+            out.append(f"  {area.id}/{line.id}  ideal cycle {line.ideal_cycle_time_s:g} s{title}")
             for m, machine in enumerate(line.machines):
-                if machine.id == machine_id:
-                    return f"areas[{a}].lines[{li}].machines[{m}].sources[{source_index}].password"
-    return ""
+                out.append(f"    {machine.id} ({machine.kind})")
+                for index, source in enumerate(machine.sources):
+                    path = f"areas[{a}].lines[{li}].machines[{m}].sources[{index}].password"
+                    extra = ""
+                    if isinstance(source, OpcuaSource) and source.username:
+                        password = _secret(source.password, origins.get(path))
+                        extra = f", user {source.username}, password {password}"
+                    out.append(f"      {_source_line(source)}{extra}")
+    return out

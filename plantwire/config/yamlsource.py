@@ -38,7 +38,9 @@ class YamlDocument:
     file: str
     data: Any
     marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    env_names: dict[Path_, str] = field(default_factory=dict)  # path -> variable for whole references
+    env_names: dict[Path_, str] = field(
+        default_factory=dict
+    )  # path -> variable for whole references
 
     def locate(self, path: Path_) -> tuple[int | None, int | None]:
         """Line and column of a path, or of its nearest ancestor that exists in the file."""
@@ -88,7 +90,9 @@ class _Builder:
                 merged.update(self._merge_source(value_node, path))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                self.issues.append(self._at(key_node, path, "a key must be a plain name, not a list or mapping"))
+                self.issues.append(
+                    self._at(key_node, path, "a key must be a plain name, not a list or mapping")
+                )
                 continue
             key = str(self._loader.construct_scalar(key_node))
             if key in result:
@@ -112,14 +116,14 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
         text = node.value
-        if "$" not in text or node.tag not in ("tag:yaml.org,2002:str",):
+        if "$" not in text or node.tag != "tag:yaml.org,2002:str":
             return self._loader.construct_object(node, deep=True)
         substituted = self._substitute(text, node, path)
         whole = _WHOLE_REFERENCE.match(text)
         if whole:
             self.doc.env_names[path] = whole.group(1)
         if node.style is None:  # plain scalar: type it as YAML would have typed the result
-            tag = self._loader.resolve(yaml.ScalarNode, substituted, (True, False))
+            tag = self._loader.resolve(yaml.ScalarNode, substituted, (True, False))  # type: ignore[no-untyped-call]
             retyped = yaml.ScalarNode(tag, substituted, node.start_mark, node.end_mark)
             return self._loader.construct_object(retyped, deep=True)
         return substituted
@@ -133,7 +137,12 @@ class _Builder:
             if value is None or (value == "" and default is not None):
                 if default is None:
                     self.issues.append(
-                        self._at(node, path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+                        self._at(
+                            node,
+                            path,
+                            f"environment variable {name} is not set "
+                            f"(write ${{{name}:-default}} for a default)",
+                        )
                     )
                     return ""
                 return default
@@ -143,11 +152,17 @@ class _Builder:
 
     def _at(self, node: yaml.Node, path: Path_, message: str) -> ConfigIssue:
         return ConfigIssue(
-            self.doc.file, node.start_mark.line + 1, message, path=format_path(path), column=node.start_mark.column + 1
+            self.doc.file,
+            node.start_mark.line + 1,
+            message,
+            path=format_path(path),
+            column=node.start_mark.column + 1,
         )
 
 
-def read_yaml(text: str, file: str, environ: Mapping[str, str] | None = None) -> tuple[YamlDocument, list[ConfigIssue]]:
+def read_yaml(
+    text: str, file: str, environ: Mapping[str, str] | None = None
+) -> tuple[YamlDocument, list[ConfigIssue]]:
     """Parse YAML text; return the document and the problems found (syntax, duplicates, env)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -156,11 +171,15 @@ def read_yaml(text: str, file: str, environ: Mapping[str, str] | None = None) ->
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        return YamlDocument(file, None), [ConfigIssue(file, line, f"YAML syntax: {problem}", column=column)]
+        return YamlDocument(file, None), [
+            ConfigIssue(file, line, f"YAML syntax: {problem}", column=column)
+        ]
     except yaml.YAMLError as exc:
         return YamlDocument(file, None), [ConfigIssue(file, None, f"YAML: {exc}")]
     if root is None:
-        return YamlDocument(file, None), [ConfigIssue(file, 1, "the file is empty; a site file starts with 'site:'")]
+        return YamlDocument(file, None), [
+            ConfigIssue(file, 1, "the file is empty; a site file starts with 'site:'")
+        ]
     builder = _Builder(file, os.environ if environ is None else environ)
     builder.doc.data = builder.build(root, ())
     return builder.doc, builder.issues

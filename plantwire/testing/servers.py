@@ -21,7 +21,10 @@ from typing import Any, Self
 
 import orjson
 
+from plantwire.influxql import quote_ident
+
 __all__ = [
+    "InfluxClient",
     "Influxd",
     "Mosquitto",
     "ServerError",
@@ -50,7 +53,9 @@ def find_binary(name: str) -> str:
         candidate = Path(folder) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise ServerMissingError(f"{name} is not installed (Debian: apt-get install -y mosquitto influxdb)")
+    raise ServerMissingError(
+        f"{name} is not installed (Debian: apt-get install -y mosquitto influxdb)"
+    )
 
 
 def free_port() -> int:
@@ -218,22 +223,102 @@ class Mosquitto(_Daemon):
         return _port_open(self.port)
 
 
+class InfluxClient:
+    """The two InfluxDB 1.x calls tests and benchmarks need: write line protocol, run InfluxQL.
+
+    Deliberately separate from PlantWire's own writer, so a test checks the writer against an
+    independent path to the database.
+    """
+
+    def __init__(self, port: int, database: str) -> None:
+        self.port = port
+        self.database = database
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def write(self, lines: bytes | str, *, precision: str = "ns") -> None:
+        """POST line protocol; raise with influxd's own message if it is refused."""
+        body = lines.encode() if isinstance(lines, str) else lines
+        params = urllib.parse.urlencode({"db": self.database, "precision": precision})
+        status, payload = self._request("POST", f"/write?{params}", body)
+        if status != 204:
+            raise ServerError(
+                f"influxd refused the write ({status}): {payload.decode(errors='replace')}"
+            )
+
+    def query(self, influxql: str, *, epoch: str = "ns") -> Any:
+        """Run InfluxQL; return the parsed JSON response, raising on any statement error."""
+        params = urllib.parse.urlencode({"db": self.database, "q": influxql, "epoch": epoch})
+        status, payload = self._request(
+            "POST", "/query", params.encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        if status != 200:
+            raise ServerError(
+                f"influxd query failed ({status}): {payload.decode(errors='replace')}"
+            )
+        result = orjson.loads(payload)
+        for statement in result.get("results", []):
+            if "error" in statement:
+                raise ServerError(f"InfluxQL error: {statement['error']} in {influxql!r}")
+        return result
+
+    def rows(self, influxql: str) -> list[dict[str, Any]]:
+        """Query and flatten every series into dicts (with the series' tags merged in)."""
+        rows: list[dict[str, Any]] = []
+        for statement in self.query(influxql).get("results", []):
+            for series in statement.get("series", []):
+                tags = series.get("tags", {})
+                for values in series.get("values", []):
+                    row = dict(zip(series["columns"], values, strict=True))
+                    row.update(tags)
+                    row["_measurement"] = series.get("name")
+                    rows.append(row)
+        return rows
+
+    def count(self, measurement: str, field: str, where: str = "") -> int:
+        """COUNT(field) over all time: the figure the zero-loss tests compare against."""
+        clause = f" WHERE {where}" if where else ""
+        rows = self.rows(
+            f"SELECT COUNT({quote_ident(field)}) FROM {quote_ident(measurement)}{clause}"
+        )
+        return int(rows[0]["count"]) if rows else 0
+
+    def create_database(self, name: str) -> InfluxClient:
+        """Create a database on the same server and return a client for it."""
+        self.query(f"CREATE DATABASE {quote_ident(name)}")
+        return InfluxClient(self.port, name)
+
+
 class Influxd(_Daemon):
     """A private InfluxDB 1.x (Debian's influxd) with HTTP on a free port.
 
-    Besides lifecycle it offers the two calls tests need: ``write`` (line protocol to
-    ``/write``) and ``query`` (InfluxQL to ``/query``, parsed JSON back).
+    ``client`` talks to its default database; ``create_database`` gives each test its own.
     """
 
     name = "influxd"
 
-    def __init__(self, workdir: Path, *, port: int | None = None, database: str = "plantwire") -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, database: str = "plantwire"
+    ) -> None:
         super().__init__(workdir)
         self.binary = find_binary("influxd")
         self.port = port or free_port()
         self.rpc_port = free_port()
-        self.database = database
         self.config_path = workdir / "influxdb.conf"
+        self.client = InfluxClient(self.port, database)
 
     @property
     def url(self) -> str:
@@ -250,7 +335,6 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   dir = "{data}/data"
   wal-dir = "{data}/wal"
   query-log-enabled = false
-  cache-snapshot-write-cold-duration = "10s"
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -260,7 +344,6 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
   pprof-enabled = false
-  flux-enabled = false
 [logging]
   level = "warn"
 """
@@ -271,68 +354,15 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def _ready(self) -> bool:
         try:
-            status, _ = self._request("GET", "/ping")
+            status, _ = self.client._request("GET", "/ping")
         except OSError:
             return False
         return status == 204
 
     def start(self, timeout_s: float = 15.0) -> Self:
         super().start(timeout_s)
-        self.query(f'CREATE DATABASE "{self.database}"')
+        self.client.create_database(self.client.database)
         return self
 
-    # -- HTTP helpers ---------------------------------------------------------------------
-    def _request(
-        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=dict(headers or {}))
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def write(self, lines: bytes | str, *, database: str | None = None, precision: str = "ns") -> None:
-        """POST line protocol; raise with influxd's own message if it is refused."""
-        body = lines.encode() if isinstance(lines, str) else lines
-        params = urllib.parse.urlencode({"db": database or self.database, "precision": precision})
-        status, payload = self._request("POST", f"/write?{params}", body)
-        if status != 204:
-            raise ServerError(f"influxd refused the write ({status}): {payload.decode(errors='replace')}")
-
-    def query(self, influxql: str, *, database: str | None = None, epoch: str = "ns") -> Any:
-        """Run InfluxQL; return the parsed JSON response, raising on any statement error."""
-        params = urllib.parse.urlencode(
-            {"db": database or self.database, "q": influxql, "epoch": epoch}
-        )
-        status, payload = self._request(
-            "POST", "/query", params.encode(), {"Content-Type": "application/x-www-form-urlencoded"}
-        )
-        if status != 200:
-            raise ServerError(f"influxd query failed ({status}): {payload.decode(errors='replace')}")
-        result = orjson.loads(payload)
-        for statement in result.get("results", []):
-            if "error" in statement:
-                raise ServerError(f"InfluxQL error: {statement['error']} in {influxql!r}")
-        return result
-
-    def rows(self, influxql: str, *, database: str | None = None) -> list[dict[str, Any]]:
-        """Query and flatten every series into dicts (with the series' tags merged in)."""
-        result = self.query(influxql, database=database)
-        rows: list[dict[str, Any]] = []
-        for statement in result.get("results", []):
-            for series in statement.get("series", []):
-                tags = series.get("tags", {})
-                for values in series.get("values", []):
-                    row = dict(zip(series["columns"], values, strict=True))
-                    row.update(tags)
-                    row["_measurement"] = series.get("name")
-                    rows.append(row)
-        return rows
-
-    def count(self, measurement: str, field: str, where: str = "") -> int:
-        """COUNT(field) over all time: the figure the zero-loss tests compare against."""
-        clause = f" WHERE {where}" if where else ""
-        rows = self.rows(f'SELECT COUNT("{field}") FROM "{measurement}"{clause}')
-        return int(rows[0]["count"]) if rows else 0
+    def create_database(self, name: str) -> InfluxClient:
+        return self.client.create_database(name)
