@@ -1,0 +1,38 @@
+"""The config reference documents every key of every block, and nothing that does not exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from plantwire.config import models
+
+DOC = Path(__file__).parent.parent.parent / "docs" / "config.md"
+SECTION = re.compile(r"^#+ .*<!-- model: (\w+) -->$", re.MULTILINE)
+
+
+def documented_blocks() -> dict[str, set[str]]:
+    text = DOC.read_text()
+    marks = list(SECTION.finditer(text))
+    blocks: dict[str, set[str]] = {}
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        body = text[mark.end() : following.start() if following else len(text)]
+        blocks[mark.group(1)] = set(re.findall(r"^\| `(\w+)` \|", body, re.MULTILINE))
+    return blocks
+
+
+def test_every_block_and_key_is_documented() -> None:
+    blocks = documented_blocks()
+    all_models = {
+        name: cls
+        for name, cls in vars(models).items()
+        if isinstance(cls, type)
+        and issubclass(cls, BaseModel)
+        and cls.__module__ == models.__name__
+        and not name.startswith("_")
+    }
+    assert set(blocks) == set(all_models)
+    for name, cls in all_models.items():
+        assert blocks[name] == set(cls.model_fields), name
