@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,21 +29,26 @@ def missing_server(exc: ServerMissingError) -> None:
     pytest.skip(str(exc))
 
 
-def _make(factory: type[T], workdir: Path, **kwargs: object) -> T:
+@contextmanager
+def running(factory: type[T], workdir: Path) -> Iterator[T]:
+    """Start a server of ``factory`` in ``workdir`` and stop it afterwards."""
     try:
-        return factory(workdir, **kwargs)
+        server = factory(workdir)
     except ServerMissingError as exc:
         missing_server(exc)
         raise  # unreachable: missing_server always raises
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
     """One influxd for the whole session; tests get their own database from ``influx``."""
-    server = _make(Influxd, tmp_path_factory.mktemp("influxd"))
-    server.start()
-    yield server
-    server.stop()
+    with running(Influxd, tmp_path_factory.mktemp("influxd")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -54,25 +60,19 @@ def influx(influxd: Influxd) -> InfluxClient:
 @pytest.fixture
 def influxd_private(tmp_path: Path) -> Iterator[Influxd]:
     """An influxd of this test's own, for tests that stop, kill or restart it."""
-    server = _make(Influxd, tmp_path / "influxd")
-    server.start()
-    yield server
-    server.stop()
+    with running(Influxd, tmp_path / "influxd") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """One Mosquitto for the whole session; tests keep apart by topic."""
-    server = _make(Mosquitto, tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    yield server
-    server.stop()
+    with running(Mosquitto, tmp_path_factory.mktemp("mosquitto")) as server:
+        yield server
 
 
 @pytest.fixture
 def mosquitto_private(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker of this test's own, for tests that restart or kill it."""
-    server = _make(Mosquitto, tmp_path / "mosquitto")
-    server.start()
-    yield server
-    server.stop()
+    with running(Mosquitto, tmp_path / "mosquitto") as server:
+        yield server
