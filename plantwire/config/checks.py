@@ -42,6 +42,14 @@ def check_site(site: SiteConfig) -> list[Finding]:
             line_path: Path_ = ("areas", a, "lines", li)
             findings += _duplicates(line.machines, "id", (*line_path, "machines"), "machine id")
             findings += _duplicates(line.products, "id", (*line_path, "products"), "product id")
+            machine_ids = [machine.id for machine in line.machines]
+            if line.output_machine is not None and line.output_machine not in machine_ids:
+                findings.append(
+                    (
+                        (*line_path, "output_machine"),
+                        f"output machine {line.output_machine!r} is not in line {line.id!r}",
+                    )
+                )
             for m, machine in enumerate(line.machines):
                 machine_path: Path_ = (*line_path, "machines", m)
                 findings += _check_machine(machine, machine_path, node_ids, len(site.edge_nodes))

@@ -527,6 +527,7 @@ class OeeSignals(_Block):
     reject_count: MetricName | None = None
     total_count: MetricName | None = None
     energy_kwh: MetricName | None = None
+    product: MetricName | None = None  # the running product's id, for per-product cycle times
 
     def metrics(self) -> dict[str, str]:
         return {role: name for role, name in self.model_dump().items() if name is not None}
@@ -536,6 +537,7 @@ class Machine(_Block):
     id: MachineId
     name: str = ""
     kind: str = "generic"
+    ideal_cycle_time_s: Seconds | None = None  # default: the line's (or its product's)
     edge_node: NodeId | None = None  # default: the site's only edge node
     clock_metric: MetricName | None = None  # a PLC clock tag that stamps the samples (plant time)
     oee: OeeSignals = Field(default_factory=OeeSignals)
@@ -555,7 +557,16 @@ class Line(_Block):
     name: str = ""
     ideal_cycle_time_s: Seconds
     products: list[Product] = Field(default_factory=list)
+    output_machine: MachineId | None = None  # whose counters are the line's output (default: last)
     machines: list[Machine] = Field(min_length=1)
+
+    @property
+    def output(self) -> Machine:
+        """The machine whose parts are the line's output (its OEE is the line's OEE)."""
+        for machine in self.machines:
+            if machine.id == self.output_machine:
+                return machine
+        return self.machines[-1]
 
 
 class Area(_Block):
