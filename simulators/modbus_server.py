@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
@@ -21,7 +23,7 @@ from simulators.kinds import KINDS
 from simulators.plant import Plant
 from simulators.registers import RegisterImage, RegisterSlot, encode_image, machine_map, table_sizes
 
-__all__ = ["Misbehaviour", "ModbusPlantServer"]
+__all__ = ["DEVICES_PER_PORT", "Misbehaviour", "ModbusPlantServer", "modbus_address"]
 
 log = logging.getLogger("plantwire.sim.modbus")
 # pymodbus logs every frame at debug level and a traceback for unknown device ids.
@@ -62,20 +64,45 @@ class Misbehaviour:
         return self.remaining is None or self.remaining > 0
 
 
-class ModbusPlantServer:
-    """Serve a :class:`Plant` on ``host:port``; device id of machine ``i`` is ``i + 1``."""
+# Modbus unit ids run 1..247; a plant with more machines is served as several PLCs on
+# consecutive ports, as a real site has several.
+DEVICES_PER_PORT = 247
 
-    def __init__(self, plant: Plant, host: str = "127.0.0.1", port: int = 5020) -> None:
+
+def modbus_address(machine: int, base_port: int) -> tuple[int, int]:
+    """(port, device id) of a machine: 247 to a port, from ``base_port`` up."""
+    return base_port + machine // DEVICES_PER_PORT, machine % DEVICES_PER_PORT + 1
+
+
+class ModbusPlantServer:
+    """Serve a :class:`Plant` on ``host:port`` (and the next ports beyond 247 machines); see
+    :func:`modbus_address` for where each machine is."""
+
+    def __init__(
+        self,
+        plant: Plant,
+        host: str = "127.0.0.1",
+        port: int = 5020,
+        *,
+        framer: Literal["socket", "rtu"] = "socket",
+        serial_port: str | None = None,
+        serial_parity: Literal["N", "E", "O"] = "E",
+    ) -> None:
+        """``framer="rtu"`` serves RTU framing over TCP (as serial gateways do); ``serial_port``
+        serves RTU over that serial device instead of TCP (the first 247 machines)."""
         self.plant = plant
         self.host = host
         self.port = port
+        self.framer = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
+        self.serial_port = serial_port
+        self.serial_parity = serial_parity
         self.maps: list[list[RegisterSlot]] = [
             machine_map(KINDS[machine.spec.kind], machine.index) for machine in plant.machines
         ]
         self._images: dict[int, tuple[int, RegisterImage]] = {}
         self.misbehaviour: dict[int, Misbehaviour] = {}
         self.requests = 0
-        self._server: ModbusTcpServer | None = None
+        self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
 
     def _device(self, index: int) -> SimDevice:
         sizes = table_sizes(self.maps[index])
@@ -88,7 +115,7 @@ class ModbusPlantServer:
             return [SimData(0, count=count, values=0, datatype=SimType.REGISTERS)]
 
         return SimDevice(
-            index + 1,
+            modbus_address(index, self.port)[1],
             simdata=(
                 bits(sizes[RegisterTable.COIL]),
                 bits(sizes[RegisterTable.DISCRETE]),
@@ -121,7 +148,7 @@ class ModbusPlantServer:
         table = _TABLE_OF_FUNCTION.get(function_code)
         if table is None or set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION  # a simulated plant is read-only
-        trouble = self.misbehaviour.get(index + 1)
+        trouble = self.misbehaviour.get(index + 1)  # keyed by machine position + 1
         if trouble is not None and trouble.applies(table, address, count):
             if trouble.remaining is not None:
                 trouble.remaining -= 1
@@ -139,18 +166,41 @@ class ModbusPlantServer:
 
     async def start(self) -> None:
         # pymodbus binds its server to the running loop, so it is made here, not in __init__.
-        devices = [self._device(index) for index in range(len(self.plant.machines))]
-        self._server = ModbusTcpServer(devices, address=(self.host, self.port))
-        await self._server.serve_forever(background=True)
+        machines = len(self.plant.machines)
+        if self.serial_port is not None:
+            devices = [self._device(index) for index in range(min(machines, DEVICES_PER_PORT))]
+            serial = ModbusSerialServer(
+                devices,
+                port=self.serial_port,
+                framer=FramerType.RTU,
+                baudrate=19200,
+                parity=self.serial_parity,
+            )
+            await serial.serve_forever(background=True)
+            self._servers.append(serial)
+            log.info("Modbus RTU on %s: %d devices", self.serial_port, len(devices))
+            return
+        for first in range(0, machines, DEVICES_PER_PORT):
+            devices = [
+                self._device(index)
+                for index in range(first, min(machines, first + DEVICES_PER_PORT))
+            ]
+            address = (self.host, modbus_address(first, self.port)[0])
+            server = ModbusTcpServer(devices, address=address, framer=self.framer)
+            await server.serve_forever(background=True)
+            self._servers.append(server)
         log.info(
-            "Modbus TCP on %s:%d: %d devices (ids 1-%d)",
+            "Modbus TCP on %s port %s: %d devices (ids 1-%d per port)",
             self.host,
-            self.port,
+            ", ".join(
+                str(modbus_address(i, self.port)[0])
+                for i in range(0, len(self.maps), DEVICES_PER_PORT)
+            ),
             len(self.maps),
-            len(self.maps),
+            min(len(self.maps), DEVICES_PER_PORT),
         )
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.shutdown()
-            self._server = None
+        servers, self._servers = self._servers, []
+        for server in servers:
+            await server.shutdown()

@@ -45,16 +45,6 @@ from simulators.signals import AMBIENT_SIGNALS
 
 __all__ = ["RegisterImage", "RegisterSlot", "encode_image", "encode_value", "machine_map"]
 
-_FORMAT = {
-    DataType.INT16: "h",
-    DataType.UINT16: "H",
-    DataType.INT32: "i",
-    DataType.UINT32: "I",
-    DataType.INT64: "q",
-    DataType.UINT64: "Q",
-    DataType.FLOAT32: "f",
-    DataType.FLOAT64: "d",
-}
 _LIMITS = {
     DataType.INT16: (-(2**15), 2**15 - 1),
     DataType.UINT16: (0, 2**16 - 1),
@@ -146,7 +136,7 @@ def encode_value(slot: RegisterSlot, value: float | int | bool | str) -> list[in
     if slot.type is DataType.STRING:
         raw = str(value).encode()[: slot.count * 2].ljust(slot.count * 2, b"\0")
         return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
-    fmt = _FORMAT[slot.type]
+    fmt = slot.type.struct_code
     if slot.type in (DataType.FLOAT32, DataType.FLOAT64):
         packed = struct.pack(">" + fmt, float(value))
     else:

@@ -10,6 +10,7 @@ import yaml
 
 from plantwire.config.models import DataType, RegisterTable
 from simulators.kinds import KINDS
+from simulators.modbus_server import modbus_address
 from simulators.opcua_server import node_id
 from simulators.registers import machine_map
 from simulators.scenario import Scenario
@@ -55,8 +56,8 @@ def _modbus_source(kind: str, index: int, host: str, port: int, poll_s: float) -
         tags.append(tag)
     return {
         "protocol": "modbus",
-        "endpoint": f"tcp://{host}:{port}",
-        "device_id": index + 1,
+        "endpoint": f"tcp://{host}:{modbus_address(index, port)[0]}",
+        "device_id": modbus_address(index, port)[1],
         "poll_groups": {"default": poll_s},
         "tags": tags,
     }

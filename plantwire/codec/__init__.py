@@ -5,8 +5,10 @@ from plantwire.codec.native import (
     SCHEMA_VERSION,
     Decoded,
     RejectedSample,
+    assemble_batch,
     decode_batch,
     encode_batch,
+    encode_samples,
 )
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Decoded",
     "RejectedSample",
+    "assemble_batch",
     "decode_batch",
     "encode_batch",
+    "encode_samples",
 ]

@@ -18,6 +18,7 @@ reported in :attr:`Decoded.rejected` while the good samples of the same batch ar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +42,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "Decoded",
     "RejectedSample",
+    "assemble_batch",
     "decode_batch",
     "encode_batch",
+    "encode_samples",
 ]
 
 SCHEMA_VERSION = 1
@@ -72,21 +75,7 @@ class Decoded:
 
 def encode_batch(batch: Batch) -> bytes:
     """Serialize a batch; the caller is responsible for having validated it."""
-    samples = [
-        {"t": s.ts_ns, "m": s.metric, "v": s.value}
-        if s.quality is Quality.GOOD
-        else {"t": s.ts_ns, "m": s.metric, "v": s.value, "q": s.quality.value}
-        for s in batch.samples
-    ]
-    return orjson.dumps(
-        {
-            "version": SCHEMA_VERSION,
-            "edge": batch.edge_id,
-            "seq": batch.seq,
-            "asset": dict(zip(_ASSET_KEYS, batch.asset, strict=True)),
-            "samples": samples,
-        }
-    )
+    return assemble_batch(batch.edge_id, batch.seq, batch.asset, [encode_samples(batch.samples)])
 
 
 def decode_batch(
@@ -225,3 +214,36 @@ def _json_type(value: object) -> str:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- assembling batches from pre-encoded samples (the edge's store-and-forward path) -------------
+
+
+def encode_samples(samples: Sequence[Sample]) -> bytes:
+    """The samples of a batch as a JSON fragment (no brackets), for :func:`assemble_batch`.
+
+    The edge stores samples encoded like this, so forming a batch from stored chunks is a byte
+    join, not a decode and re-encode.
+    """
+    good = Quality.GOOD
+    return orjson.dumps(
+        [
+            {"t": s.ts_ns, "m": s.metric, "v": s.value}
+            if s.quality is good
+            else {"t": s.ts_ns, "m": s.metric, "v": s.value, "q": s.quality.value}
+            for s in samples
+        ]
+    )[1:-1]
+
+
+def assemble_batch(edge_id: str, seq: int, asset: AssetPath, fragments: Sequence[bytes]) -> bytes:
+    """A batch payload from :func:`encode_samples` fragments; equal to :func:`encode_batch`'s."""
+    head = orjson.dumps(
+        {
+            "version": SCHEMA_VERSION,
+            "edge": edge_id,
+            "seq": seq,
+            "asset": dict(zip(_ASSET_KEYS, asset, strict=True)),
+        }
+    )
+    return head[:-1] + b',"samples":[' + b",".join(f for f in fragments if f) + b"]}"

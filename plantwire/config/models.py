@@ -286,7 +286,22 @@ class DataType(StrEnum):
         """16-bit registers one value occupies (strings give their own length)."""
         return _TYPE_REGISTERS[self]
 
+    @property
+    def struct_code(self) -> str:
+        """The :mod:`struct` code of a numeric type (big-endian once the byte order is undone)."""
+        return _STRUCT_CODES[self]
 
+
+_STRUCT_CODES = {
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float32": "f",
+    "float64": "d",
+}
 _TYPE_REGISTERS = {
     DataType.BIT: 1,
     DataType.INT16: 1,

@@ -1,0 +1,85 @@
+"""``plantwire edge``: run the edge agent of one edge node, or browse an OPC UA server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger("plantwire.edge")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "edge", help="run the edge agent: read PLCs, buffer, publish to MQTT"
+    )
+    parser.add_argument("--config", type=Path, help="the site file")
+    parser.add_argument("--node", default=None, help="the edge node to run (default: the only one)")
+    parser.add_argument("--buffer", type=Path, default=None, help="override the node's buffer_path")
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="override the node's health_port (0: off)"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.set_defaults(handler=run_edge)
+    actions = parser.add_subparsers(dest="edge_command", metavar="ACTION")
+    browse = actions.add_parser(
+        "browse", help="print an OPC UA server's variables as site-file tags"
+    )
+    from edge.browse import add_browse_arguments, main_browse
+
+    add_browse_arguments(browse)
+    browse.set_defaults(handler=main_browse)
+
+
+def run_edge(args: argparse.Namespace) -> int:
+    from plantwire.config import load_site
+    from plantwire.errors import ConfigError
+    from plantwire.logs import register_secrets_from, setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    if args.config is None:
+        print("plantwire edge: --config SITE.yaml is required", file=sys.stderr)
+        return 2
+    try:
+        site = load_site(args.config)
+    except ConfigError as exc:
+        print(f"plantwire edge: the site file is refused:\n{exc}", file=sys.stderr)
+        return 2
+    register_secrets_from(site)
+    node = args.node
+    if node is None:
+        if len(site.edge_nodes) != 1:
+            names = ", ".join(n.id for n in site.edge_nodes)
+            print(
+                f"plantwire edge: the site has several edge nodes ({names}); say which with --node",
+                file=sys.stderr,
+            )
+            return 2
+        node = site.edge_nodes[0].id
+    from edge.agent import EdgeAgent
+
+    try:
+        agent = EdgeAgent(site, node, buffer_path=args.buffer, health_port=args.health_port)
+    except ValueError as exc:
+        print(f"plantwire edge: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_run_until_signalled(agent))
+    return 0
+
+
+async def _run_until_signalled(agent: object) -> None:
+    """Run the agent; SIGTERM and SIGINT stop it cleanly (buffer flushed, goodbyes sent)."""
+    from edge.agent import EdgeAgent
+
+    assert isinstance(agent, EdgeAgent)
+    task = asyncio.create_task(agent.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
