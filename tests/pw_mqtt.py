@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,14 @@ SampleKey = tuple[AssetPath, str, int]
 class BatchCollector:
     """Subscribes to a site's telemetry and keeps every sample, in arrival order."""
 
-    def __init__(self, port: int, site: str) -> None:
+    def __init__(
+        self,
+        port: int,
+        site: str,
+        *,
+        tls: tuple[Path, Path, Path] | None = None,  # (ca, client cert, client key)
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.samples: list[tuple[AssetPath, Sample]] = []
         self.batches: list[tuple[str, int]] = []  # (edge, seq)
         self._lock = threading.Lock()
@@ -39,6 +45,10 @@ class BatchCollector:
         )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
+        if tls is not None:
+            self.client.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]))
+        if credentials is not None:
+            self.client.username_pw_set(*credentials)
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"plantwire/v1/{site}/+/+/+/data", qos=1)
         self.client.loop_start()
@@ -108,14 +118,3 @@ def sim_site(
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, config
-
-
-def all_keys(recorded: dict[SampleKey, int]) -> set[SampleKey]:
-    return set(recorded)
-
-
-def count_by_asset(keys: list[SampleKey]) -> dict[AssetPath, int]:
-    counts: dict[AssetPath, int] = defaultdict(int)
-    for asset, _, _ in keys:
-        counts[asset] += 1
-    return counts

@@ -351,3 +351,76 @@ def test_an_edge_with_modbus_and_opcua_machines_delivers_both(
     counts = asyncio.run(scenario())
     assert set(counts) == {"weigher", "bagger", "checkweigher", "case-packer"}
     assert min(counts.values()) > 100
+
+
+def test_mqtt_over_tls_with_client_certificate_and_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plantwire.testing.pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    edge_cert, edge_key = pki.client("edge-dairy")
+    reader_cert, reader_key = pki.client("reader")
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "edge", "s3cret-edge"], check=True
+    )
+    subprocess.run(
+        ["mosquitto_passwd", "-b", str(passwords), "reader", "s3cret-reader"], check=True
+    )
+    port = free_port()
+    broker = Mosquitto(
+        tmp_path / "broker",
+        port=port,
+        anonymous=False,
+        default_listener=False,
+        extra_config=[
+            f"listener {port} 127.0.0.1",
+            f"cafile {pki.ca_cert}",
+            f"certfile {pki.server_cert}",
+            f"keyfile {pki.server_key}",
+            "require_certificate true",
+            f"password_file {passwords}",
+        ],
+    )
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "s3cret-edge")
+
+    async def scenario() -> tuple[list[SampleKey], BatchCollector]:
+        async with Rig() as rig:
+            path, config = sim_site(
+                tmp_path, modbus_port=rig.modbus.port, mqtt_port=port, speed=SPEED
+            )
+            config["mqtt"] = {
+                "url": f"mqtts://127.0.0.1:{port}",
+                "username": "edge",
+                "password": "${EDGE_MQTT_PASSWORD}",
+                "tls": {
+                    "ca_file": str(pki.ca_cert),
+                    "cert_file": str(edge_cert),
+                    "key_file": str(edge_key),
+                },
+            }
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            site = load_site(path)
+            collector = BatchCollector(
+                port,
+                site.site.id,
+                tls=(pki.ca_cert, reader_cert, reader_key),
+                credentials=("reader", "s3cret-reader"),
+            )
+            agent = EdgeAgent(site, "edge-dairy", health_port=0)
+            recorded = recording(agent)
+            task = asyncio.create_task(agent.run())
+            await asyncio.sleep(3)
+            assert await agent.drain(15)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return recorded, collector
+
+    with broker:
+        recorded, collector = asyncio.run(scenario())
+        try:
+            assert len(recorded) > 1000
+            assert not collector.wait_for(set(recorded), 10)
+        finally:
+            collector.close()
