@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
+
+from plantwire.lifecycle import run_until_signalled
 
 log = logging.getLogger("plantwire.edge")
 
@@ -68,18 +68,5 @@ def run_edge(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"plantwire edge: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_run_until_signalled(agent))
+    asyncio.run(run_until_signalled(agent.run()))
     return 0
-
-
-async def _run_until_signalled(agent: object) -> None:
-    """Run the agent; SIGTERM and SIGINT stop it cleanly (buffer flushed, goodbyes sent)."""
-    from edge.agent import EdgeAgent
-
-    assert isinstance(agent, EdgeAgent)
-    task = asyncio.create_task(agent.run())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

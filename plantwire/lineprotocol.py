@@ -21,14 +21,16 @@ escaped once.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple, TypeAlias
 
+import numpy as np
 import orjson
 
 from plantwire.errors import InvalidNameError, LineProtocolError
-from plantwire.model import INT64_MAX, INT64_MIN, MAX_STRING_BYTES, Batch, Quality
+from plantwire.model import INT64_MAX, INT64_MIN, MAX_STRING_BYTES, Batch, ColumnSamples, Quality
 from plantwire.names import QUALITY_SUFFIX, check_influx_name
 
 __all__ = [
@@ -141,7 +143,7 @@ class LineEncoder:
         self._tag_keys: dict[str, str] = {}
         self._tag_values: dict[str, str] = {}
         self._field_keys: dict[str, str] = {}  # escaped key with its '=' appended
-        self._templates: dict[tuple[str, ...], str] = {}  # field-key set -> line template
+        self._templates: dict[tuple[tuple[str, ...], tuple[type, ...]], _Template | None] = {}
 
     # -- names --------------------------------------------------------------------------
     def _cached(self, cache: dict[str, str], name: str, what: str) -> str:
@@ -178,15 +180,25 @@ class LineEncoder:
             raise LineProtocolError(f"tags must map strings to strings ({exc})") from None
         return ",".join(parts)
 
-    def _template(self, keys: tuple[str, ...]) -> str:
-        """``key1=%s,key2=%s,...`` for a field-key set (escaped, with ``%`` doubled)."""
+    def _template(self, shape: tuple[tuple[str, ...], tuple[type, ...]]) -> _Template | None:
+        """How to write a row of this field set and these value types in one step, or None when
+        a value type has no fast form (numpy scalars, say: those rows go field by field)."""
         if len(self._templates) >= _CACHE_LIMIT:
             self._templates.clear()
-        template = ",".join(
-            self._lookup(self._field_keys, key, "field key").replace("%", "%%") + "%s"
-            for key in keys
-        )
-        self._templates[keys] = template
+        keys, kinds = shape
+        template: _Template | None = None
+        if set(kinds) <= _FAST_TYPES:
+            parts = [
+                self._lookup(self._field_keys, key, "field key").replace("%", "%%")
+                + ("%si" if kind is int else "%s")
+                for key, kind in zip(keys, kinds, strict=True)
+            ]
+            template = _Template(
+                ",".join(parts),
+                tuple(i for i, kind in enumerate(kinds) if kind is int),
+                tuple(i for i, kind in enumerate(kinds) if kind is str),
+            )
+        self._templates[shape] = template
         return template
 
     # -- fields and lines ---------------------------------------------------------------
@@ -214,46 +226,87 @@ class LineEncoder:
     def rows(self, rows: Iterable[tuple[str, Mapping[str, object], int]]) -> list[str]:
         """Lines for many ``(series, fields, ts_ns)`` rows, in order.
 
-        Rows whose fields are all floats (machine signals, the bulk of telemetry) are formatted
-        together: each becomes a ``series key=%s,... ts`` template, orjson writes all their
-        values in one call (in C, the same shortest round-trip form as ``repr``), and a single
-        ``%`` fills every template at once. Other rows are formatted field by field.
+        The common rows -- floats, integers, booleans and strings -- are formatted together:
+        each row becomes a ``series key=%s,key=%si,... ts`` template for its field set and value
+        types, orjson writes every number and boolean of every row in one call (in C: floats in
+        the same shortest round-trip form as ``repr``, ``true``/``false``), strings are quoted
+        one by one, and a single ``%`` fills every template at once. Rows with other value types
+        are formatted field by field.
         """
-        templates = self._templates
-        slow: dict[int, str] = {}  # row index -> line, for rows that were not all floats
+        slow: dict[int, str] = {}  # row index -> line, for rows without a fast form
         fast_templates: list[str] = []
-        floats: list[object] = []
+        fast_counts: list[int] = []  # fields per fast row
+        flat: list[object] = []
+        strings: list[tuple[int, object]] = []  # (position in flat, the string)
         last_series, escaped_series = "", ""
         for index, (series, fields, ts_ns) in enumerate(rows):
-            values = fields.values()
-            if (
-                set(map(type, values)) == _ONLY_FLOAT
-                and type(ts_ns) is int
-                and INT64_MIN < ts_ns < INT64_MAX
-            ):
-                if series is not last_series:
-                    last_series, escaped_series = series, series.replace("%", "%%")
-                keys = tuple(fields)
-                template = templates.get(keys) or self._template(keys)
-                fast_templates.append(f"{escaped_series} {template} {ts_ns}")
-                floats.extend(values)
-            else:
+            values = tuple(fields.values())
+            template = self._fast_form(fields, values, ts_ns)
+            if template is None:
                 slow[index] = self.line(series, fields, ts_ns)
-        if not floats:
+                continue
+            start = len(flat)
+            flat.extend(values)
+            for position in template.strings:
+                strings.append((start + position, values[position]))
+                flat[start + position] = (
+                    0  # quoted separately: JSON escapes differ from line protocol's
+                )
+            if series is not last_series:
+                last_series, escaped_series = series, series.replace("%", "%%")
+            fast_templates.append(f"{escaped_series} {template.text} {ts_ns}")
+            fast_counts.append(len(values))
+        if not fast_templates:
             return list(slow.values())
-        dumped = orjson.dumps(floats)
+        dumped = orjson.dumps(flat)
         if b"null" in dumped:  # orjson writes NaN and infinities as null: find and name it
-            for value in floats:
+            for value in flat:
                 format_field_value(value)
-        texts = tuple(dumped[1:-1].decode().split(","))
-        # Fast lines hold no newline: names refuse control characters, floats have none.
-        fast = ("\n".join(fast_templates) % texts).split("\n")
+        texts = dumped[1:-1].decode().split(",")
+        for position, text in strings:
+            texts[position] = format_field_value(text)
+        # Names refuse control characters and numbers have none; a string with a newline keeps
+        # it, so the filled lines are joined and split on the fast path only when none has one.
+        if any("\n" in text for _, text in strings):  # type: ignore[operator]
+            fast = self._fill_one_by_one(fast_templates, fast_counts, texts)
+        else:
+            fast = ("\n".join(fast_templates) % tuple(texts)).split("\n")
         if not slow:
             return fast
         merged = iter(fast)
         return [
             slow[index] if index in slow else next(merged) for index in range(len(fast) + len(slow))
         ]
+
+    def _fast_form(
+        self, fields: Mapping[str, object], values: tuple[object, ...], ts_ns: int
+    ) -> _Template | None:
+        """The template a row is written with in bulk, or None if it must go field by field."""
+        shape = (tuple(fields), tuple(map(type, values)))
+        template = self._templates.get(shape, _MISSING)
+        if template is _MISSING:
+            template = self._template(shape)
+        if (
+            template is None
+            or not values
+            or type(ts_ns) is not int
+            or not INT64_MIN < ts_ns < INT64_MAX
+        ):
+            return None
+        assert isinstance(template, _Template)
+        for position in template.ints:
+            if not INT64_MIN <= values[position] <= INT64_MAX:  # type: ignore[operator]
+                format_field_value(values[position])  # raises, naming the value
+        return template
+
+    @staticmethod
+    def _fill_one_by_one(templates: list[str], counts: list[int], texts: list[str]) -> list[str]:
+        lines = []
+        cursor = 0
+        for template, count in zip(templates, counts, strict=True):
+            lines.append(template % tuple(texts[cursor : cursor + count]))
+            cursor += count
+        return lines
 
     def point(self, point: Point) -> str:
         return self.line(self.series(point.measurement, point.tags), point.fields, point.ts_ns)
@@ -282,7 +335,14 @@ def _check_timestamp(ts_ns: object) -> None:
         raise LineProtocolError(f"timestamp {ts_ns!r} must be an integer of nanoseconds")
 
 
-_ONLY_FLOAT = {float}
+_FAST_TYPES = frozenset({float, int, bool, str})
+_MISSING = object()
+
+
+class _Template(NamedTuple):
+    text: str  # "key=%s,key=%si,..." with % in keys doubled
+    ints: tuple[int, ...]  # positions of integer fields (their range is checked)
+    strings: tuple[int, ...]  # positions of string fields (quoted one by one)
 
 
 def encode_points(points: Iterable[Point]) -> bytes:
@@ -303,6 +363,9 @@ def batch_lines(
         measurement,
         {"site": asset.site, "area": asset.area, "line": asset.line, "machine": asset.machine},
     )
+    samples = batch.samples
+    if isinstance(samples, ColumnSamples) and len(samples):
+        return encoder.rows(_column_rows(series, samples))
     by_time: dict[int, dict[str, object]] = {}
     good = Quality.GOOD
     for ts, metric, value, quality in batch.samples:
@@ -314,3 +377,21 @@ def batch_lines(
         if quality is not good:
             fields[metric + QUALITY_SUFFIX] = quality.value
     return encoder.rows([(series, fields, ts) for ts, fields in by_time.items()])
+
+
+def _column_rows(
+    series: str, samples: ColumnSamples
+) -> list[tuple[str, Mapping[str, object], int]]:
+    """One row per run of equal timestamps, built from the columns in C-sized steps.
+
+    Samples of one reading share a timestamp and arrive together, so runs are long. Should the
+    same timestamp come back later in the batch, it simply makes a second line for the same
+    point, and InfluxDB merges the fields of both.
+    """
+    ts, metrics, values = samples.ts, samples.metrics, samples.values
+    stamps = np.fromiter(ts, dtype=np.int64, count=len(ts))
+    cuts = [0, *(np.flatnonzero(stamps[1:] != stamps[:-1]) + 1).tolist(), len(ts)]
+    return [
+        (series, dict(zip(metrics[start:end], values[start:end], strict=True)), ts[start])
+        for start, end in itertools.pairwise(cuts)
+    ]

@@ -8,10 +8,10 @@ edge agent publishes for one machine in one message, numbered so the gateway can
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias, overload
 
 from plantwire.errors import InvalidNameError
 from plantwire.names import RESERVED_AREA_IDS, check_metric_name, check_segment
@@ -22,6 +22,7 @@ __all__ = [
     "MAX_STRING_BYTES",
     "AssetPath",
     "Batch",
+    "ColumnSamples",
     "Quality",
     "Sample",
     "Value",
@@ -102,6 +103,48 @@ class AssetPath(NamedTuple):
 
     def __str__(self) -> str:
         return "/".join(self)
+
+
+class ColumnSamples(Sequence[Sample]):
+    """Good-quality samples held as three columns, made into :class:`Sample` objects only if
+    someone asks. The gateway's decoder produces these so the line-protocol encoder can work on
+    the columns directly; to everyone else they are a sequence of samples like any other."""
+
+    __slots__ = ("_rows", "metrics", "ts", "values")
+
+    def __init__(self, ts: list[int], metrics: list[str], values: list[Value]) -> None:
+        self.ts = ts
+        self.metrics = metrics
+        self.values = values
+        self._rows: list[Sample] | None = None
+
+    def _all(self) -> list[Sample]:
+        if self._rows is None:
+            self._rows = list(map(Sample, self.ts, self.metrics, self.values))
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Sample]: ...
+    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ColumnSamples({self._all()!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ class AsyncMqtt:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self._subscribed: dict[int, asyncio.Future[list[str]]] = {}
         self.client = client
 
     # -- paho's thread -> the loop ----------------------------------------------------------------
@@ -125,12 +127,28 @@ class AsyncMqtt:
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._post(self.on_message, message)
 
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Any,
+    ) -> None:
+        self._post(self._suback, mid, [str(r) for r in reasons if r.is_failure])
+
+    def _suback(self, mid: int, failures: list[str]) -> None:
+        future = self._subscribed.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(failures)
+
     # -- the loop's side --------------------------------------------------------------------------
     async def connect(
         self,
         *,
         clean_start: bool = True,
         session_expiry_s: int = 0,
+        receive_maximum: int | None = None,
         will: tuple[str, bytes] | None = None,
         timeout_s: float = 10.0,
     ) -> None:
@@ -141,6 +159,9 @@ class AsyncMqtt:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = session_expiry_s
+        if receive_maximum is not None:
+            # At most this many unacknowledged QoS>0 messages from the broker: back-pressure.
+            properties.ReceiveMaximum = receive_maximum
         config = self.config
         try:
             # connect() blocks for the TCP (and TLS) handshake: keep it off the loop.
@@ -173,12 +194,23 @@ class AsyncMqtt:
             raise MqttUnavailable(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         return int(info.mid)
 
-    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        result, _ = self.client.subscribe(topic_filter, qos=qos)
-        if result != paho.MQTT_ERR_SUCCESS:
+    async def subscribe(self, topic_filter: str, qos: int = 1, timeout_s: float = 10.0) -> None:
+        """Subscribe and wait for the broker's SUBACK; a refusal raises MqttUnavailable."""
+        assert self._loop is not None, "connect first"
+        result, mid = self.client.subscribe(topic_filter, qos=qos)
+        if result != paho.MQTT_ERR_SUCCESS or mid is None:
             raise MqttUnavailable(
                 f"subscribe to {topic_filter} failed: {paho.error_string(result)}"
             )
+        future: asyncio.Future[list[str]] = self._loop.create_future()
+        self._subscribed[mid] = future
+        try:
+            failures = await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise MqttUnavailable(f"no answer to the subscription to {topic_filter}") from None
+        if failures:
+            reasons = ", ".join(failures)
+            raise MqttUnavailable(f"broker refused the subscription to {topic_filter}: {reasons}")
 
     def ack(self, message: paho.MQTTMessage) -> None:
         """Acknowledge a received QoS>0 message (with ``manual_ack``)."""

@@ -26,6 +26,7 @@ __all__ = [
     "DataType",
     "DeadbandKind",
     "EdgeNode",
+    "GatewayConfig",
     "InfluxConfig",
     "Line",
     "Machine",
@@ -601,6 +602,20 @@ class EdgeNode(_Block):
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9101  # 0 turns the endpoint off
 
 
+class GatewayConfig(_Block):
+    """The gateway: MQTT telemetry in, InfluxDB out. Several gateways with the same
+    ``shared_group`` split the site's messages between them (MQTT 5 shared subscription)."""
+
+    shared_group: Annotated[str, _segment("shared subscription group")] | None = None
+    spool_path: Path | None = None  # default: plantwire-gateway-<id>.db in the working folder
+    spool_max_mb: Annotated[float, Field(gt=0, le=1_000_000)] = 2048.0
+    batch_max_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    batch_max_latency_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    max_writes_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
+    receive_maximum: Annotated[int, Field(ge=1, le=65_535)] = 256  # unacknowledged messages at once
+    health_port: Annotated[int, Field(ge=0, le=65535)] = 9102  # 0 turns the endpoint off
+
+
 class SiteConfig(_Block):
     """A whole site: what it is, where its broker and database are, its shifts and assets."""
 
@@ -610,6 +625,7 @@ class SiteConfig(_Block):
     influxdb: InfluxConfig | None = None
     shifts: list[Shift] = Field(default_factory=list)
     edge_nodes: list[EdgeNode] = Field(default_factory=lambda: [EdgeNode(id="edge")], min_length=1)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     areas: list[Area] = Field(min_length=1)
 
     def machines(self) -> list[tuple[Area, Line, Machine]]:

@@ -172,3 +172,20 @@ def test_escape_caches_stay_bounded() -> None:
     for i in range(lp._CACHE_LIMIT + 10):
         encoder.line(series, {f"field_{i}": 1}, 1)
     assert len(encoder._field_keys) <= lp._CACHE_LIMIT
+
+
+def test_the_fast_path_handles_every_common_type_and_strings_with_newlines_and_commas() -> None:
+    encoder = LineEncoder()
+    series = encoder.series("m", TAGS)
+    rows = [
+        (series, {"f": 1.5, "i": -7, "b": False, "s": 'a, "b"=c'}, 1),
+        (series, {"f": 2.0, "s": "two\nlines", "k%s": 3}, 2),
+        (series, {"x": np.float64(0.25)}, 3),  # numpy: field by field
+    ]
+    assert encoder.rows(rows) == [
+        f'{series} f=1.5,i=-7i,b=false,s="a, \\"b\\"=c" 1',
+        f'{series} f=2.0,s="two\nlines",k%s=3i 2',
+        f"{series} x=0.25 3",
+    ]
+    with pytest.raises(LineProtocolError, match="64 bits"):
+        encoder.rows([(series, {"i": 2**63}, 4)])

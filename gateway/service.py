@@ -1,0 +1,337 @@
+"""The gateway: subscribes to a site's telemetry with a persistent MQTT 5 session, turns batches
+into line protocol, writes InfluxDB, and acknowledges each message only when its points are
+accepted by InfluxDB or committed to the disk spool -- so a crash, a broker restart or an
+InfluxDB outage never loses data. Bad messages go to dead-letter topics with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.ack import AckTracker, Delivery
+from gateway.intake import DeadLetter, Intake, dead_letter
+from gateway.spool import Spool
+from gateway.writer import InfluxUnauthorizedError, LineWriter, Writer
+from plantwire.backoff import Backoff
+from plantwire.config.models import SiteConfig
+from plantwire.health import HealthServer, HealthStatus
+from plantwire.logs import LogOnce
+from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
+from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
+from plantwire.names import check_segment
+from plantwire.topics import data_subscription, service_state_topic
+
+__all__ = ["Gateway", "default_gateway_id"]
+
+log = logging.getLogger("plantwire.gateway")
+
+
+def default_gateway_id() -> str:
+    """The host name, made a valid topic level."""
+    name = (
+        "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname()) or "gateway"
+    )
+    return check_segment(name[:64], "gateway id")
+
+
+class Gateway:
+    def __init__(
+        self,
+        site: SiteConfig,
+        influx: LineWriter,
+        *,
+        gateway_id: str,
+        spool_path: Path | None = None,
+        health_port: int | None = None,
+        health_host: str = "127.0.0.1",
+    ) -> None:
+        self.site = site
+        self.id = check_segment(gateway_id, "gateway id")
+        settings = site.gateway
+        self.settings = settings
+        path = spool_path or settings.spool_path or Path(f"plantwire-gateway-{self.id}.db")
+        self.spool = Spool(path, max_bytes=int(settings.spool_max_mb * 1_000_000))
+        self.intake = Intake(max_payload_bytes=site.mqtt.max_payload_bytes, site=site.site.id)
+        self.tracker = AckTracker(self._ack)
+        self.registry = Registry()
+        self._latency = Histogram(
+            self.registry, "plantwire_gateway_write_seconds", "InfluxDB write latency."
+        )
+        self.writer = Writer(
+            influx,
+            self.spool,
+            release=self.tracker.release,
+            dead_line=self._dead_line,
+            max_lines=settings.batch_max_lines,
+            max_latency_s=settings.batch_max_latency_ms / 1000,
+            max_in_flight=settings.max_writes_in_flight,
+            on_write=self._latency.observe,
+        )
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._client: AsyncMqtt | None = None
+        self._lost: asyncio.Event = asyncio.Event()
+        self._dead_letter_acks: dict[int, Delivery] = {}
+        self.connected = False
+        self.messages = 0
+        self.samples = 0
+        self.rejected_samples = 0
+        self.dead_letters: dict[str, int] = {}
+        self._once = LogOnce(log)
+        self._metrics()
+        port = settings.health_port if health_port is None else health_port  # 0: no endpoint
+        self.health = HealthServer(self.registry, self.status, health_host, port) if port else None
+
+    # -- MQTT -------------------------------------------------------------------------------------
+    def _client_id(self) -> str:
+        return f"{self.site.mqtt.client_id_prefix}-gateway-{self.id}"
+
+    async def _connect(self) -> None:
+        mqtt = self.site.mqtt
+        client = AsyncMqtt(mqtt, self._client_id(), manual_ack=True)
+        client.on_message = self._queue.put_nowait
+        client.on_ack = self._published
+        client.on_lost = lambda reason: self._lost.set()
+        self._lost.clear()
+        # A persistent session: the broker keeps what arrives while the gateway is away, and
+        # redelivers what it had sent but the gateway had not acknowledged.
+        await client.connect(
+            clean_start=False,
+            session_expiry_s=mqtt.session_expiry_s,
+            receive_maximum=self.settings.receive_maximum,
+            will=(service_state_topic(self.site.site.id, self.id), b'{"status": "offline"}'),
+        )
+        self.tracker.new_connection()
+        self._client = client
+        self.connected = True
+        topic = data_subscription(self.site.site.id, self.settings.shared_group)
+        await client.subscribe(topic, qos=1)
+        client.publish(
+            service_state_topic(self.site.site.id, self.id), b'{"status": "online"}', retain=True
+        )
+        self._once.recovered(
+            "mqtt", "subscribed to %s on %s as %s", topic, mqtt.url, self._client_id()
+        )
+
+    def _ack(self, message: Message) -> None:
+        client = self._client
+        if client is not None and self.connected:
+            client.ack(message)
+
+    def _published(self, mid: int, ok: bool) -> None:
+        delivery = self._dead_letter_acks.pop(mid, None)
+        if delivery is not None:
+            self.tracker.release(delivery)
+
+    def _publish_dead_letter(self, letter: DeadLetter, delivery: Delivery | None) -> None:
+        self.dead_letters[letter.kind] = self.dead_letters.get(letter.kind, 0) + 1
+        client = self._client
+        if client is None or not self.connected:
+            return
+        try:
+            mid = client.publish(letter.topic, letter.payload, qos=1)
+        except MqttUnavailable:
+            return
+        if delivery is not None:
+            delivery.hold()  # the original is acknowledged once its dead letter is safe
+            self._dead_letter_acks[mid] = delivery
+
+    def _dead_line(self, line: str, reason: str) -> None:
+        letter = dead_letter(self.site.site.id, "influx", "influx", reason, topic="", line=line)
+        self._publish_dead_letter(letter, None)
+
+    # -- the pipeline -----------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        while True:
+            message = await self._queue.get()
+            await self.writer.wait_for_room()
+            delivery = self.tracker.receive(message)
+            result = self.intake.process(message.topic, message.payload)
+            self.messages += 1
+            self.samples += result.samples
+            self.rejected_samples += result.rejected
+            for letter in result.dead_letters:
+                self._publish_dead_letter(letter, delivery)
+            if result.lines:
+                self.writer.add(result.lines, delivery)
+            self.tracker.release(delivery)
+            # Queue.get does not yield while messages wait: let the writes and acks run.
+            await asyncio.sleep(0)
+
+    async def _session(self) -> None:
+        """One MQTT connection: consume until it is lost."""
+        await self._connect()
+        consumer = asyncio.create_task(self._consume())
+        lost = asyncio.create_task(self._lost.wait())
+        try:
+            await asyncio.wait({consumer, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer.done():
+                consumer.result()
+            raise MqttUnavailable("connection lost")
+        finally:
+            consumer.cancel()
+            lost.cancel()
+            await asyncio.gather(consumer, lost, return_exceptions=True)
+
+    async def _mqtt_loop(self) -> None:
+        backoff = Backoff(0.1, 10.0)
+        while True:
+            try:
+                await self._session()
+            except MqttUnavailable as exc:
+                self._once.problem(
+                    "mqtt", "MQTT broker unavailable (%s); retrying with backoff", exc
+                )
+            finally:
+                self.connected = False
+                # What was received but not acknowledged will come again on the next session.
+                while not self._queue.empty():
+                    self._queue.get_nowait()
+                client, self._client = self._client, None
+                if client is not None:
+                    client.abandon()
+            await backoff.sleep()
+
+    async def run(self) -> None:
+        """Run until cancelled, or until InfluxDB refuses the credentials (raised)."""
+        if self.health is not None:
+            await self.health.start()
+        if self.spool.batches:
+            log.info(
+                "spool %s holds %d lines from before; replaying them first",
+                self.spool.path,
+                self.spool.lines,
+            )
+        tasks = [
+            asyncio.create_task(self._mqtt_loop(), name="mqtt"),
+            asyncio.create_task(self.writer.run(), name="writer"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        except InfluxUnauthorizedError as exc:
+            log.critical("%s; stopping (the broker keeps the messages)", exc)
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Write and acknowledge what is in hand (for tests and clean stops)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await self.writer.drain(max(0.0, deadline - time.monotonic()))
+            if self._queue.empty() and self.tracker.unacked == 0 and not self.writer.in_flight:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.connected:
+            client.publish(
+                service_state_topic(self.site.site.id, self.id),
+                b'{"status": "offline"}',
+                retain=True,
+            )
+            await asyncio.sleep(0.1)
+            await client.disconnect()
+        self.connected = False
+        self.spool.close()
+        if self.health is not None:
+            await self.health.stop()
+
+    # -- health -----------------------------------------------------------------------------------
+    def _metrics(self) -> None:
+        registry = self.registry
+        writer = self.writer
+        sequences = self.intake.sequences
+        counters: dict[str, tuple[str, Callable[[], float]]] = {
+            "plantwire_gateway_messages_total": ("MQTT messages received.", lambda: self.messages),
+            "plantwire_gateway_samples_total": ("Valid samples received.", lambda: self.samples),
+            "plantwire_gateway_samples_rejected_total": (
+                "Invalid samples dead-lettered.",
+                lambda: self.rejected_samples,
+            ),
+            "plantwire_gateway_points_written_total": (
+                "Lines accepted by InfluxDB.",
+                lambda: writer.stats.lines_written,
+            ),
+            "plantwire_gateway_writes_total": (
+                "Writes accepted by InfluxDB.",
+                lambda: writer.stats.writes,
+            ),
+            "plantwire_gateway_write_retries_total": (
+                "Writes retried (429, 5xx, timeouts).",
+                lambda: writer.stats.retries,
+            ),
+            "plantwire_gateway_lines_spooled_total": (
+                "Lines put in the disk spool.",
+                lambda: writer.stats.spooled_lines,
+            ),
+            "plantwire_gateway_sequence_gaps_total": (
+                "Batches missing in edge sequence numbers.",
+                lambda: sequences.gaps,
+            ),
+            "plantwire_gateway_sequence_duplicates_total": (
+                "Batches received again.",
+                lambda: sequences.duplicates,
+            ),
+            "plantwire_gateway_messages_acked_total": (
+                "Messages acknowledged to the broker.",
+                lambda: self.tracker.acked,
+            ),
+        }
+        for name, (text, function) in counters.items():
+            CounterFunction(registry, name, text).set_function(function)
+        dead = CounterFunction(
+            registry, "plantwire_gateway_dead_letters_total", "Dead letters by kind.", ["kind"]
+        )
+        for kind in ("topic", "payload", "samples", "influx"):
+            dead.set_function(lambda k=kind: self.dead_letters.get(k, 0), kind=kind)  # type: ignore[misc]
+        gauges: dict[str, tuple[str, Callable[[], float]]] = {
+            "plantwire_gateway_spool_lines": (
+                "Lines waiting in the disk spool.",
+                lambda: self.spool.lines,
+            ),
+            "plantwire_gateway_spool_bytes": ("Bytes in the disk spool.", lambda: self.spool.bytes),
+            "plantwire_gateway_writes_in_flight": ("Writes under way.", lambda: writer.in_flight),
+            "plantwire_gateway_messages_unacked": (
+                "Messages received, not yet acknowledged.",
+                lambda: self.tracker.unacked,
+            ),
+            "plantwire_gateway_influx_up": (
+                "1 while InfluxDB takes writes.",
+                lambda: float(writer.influx_up),
+            ),
+            "plantwire_gateway_mqtt_connected": (
+                "1 while subscribed.",
+                lambda: float(self.connected),
+            ),
+        }
+        for name, (text, function) in gauges.items():
+            Gauge(registry, name, text).set_function(function)
+
+    def status(self) -> HealthStatus:
+        healthy = self.connected and self.writer.influx_up and self.writer.fatal is None
+        return HealthStatus(
+            healthy,
+            {
+                "gateway": self.id,
+                "mqtt_connected": self.connected,
+                "influx_up": self.writer.influx_up,
+                "spool_lines": self.spool.lines,
+                "messages": self.messages,
+                "samples": self.samples,
+                "points_written": self.writer.stats.lines_written,
+                "dead_letters": sum(self.dead_letters.values()),
+                "sequence_gaps": self.intake.sequences.gaps,
+            },
+        )
