@@ -243,10 +243,15 @@ class LineEncoder:
         for index, (series, fields, ts_ns) in enumerate(rows):
             values = tuple(fields.values())
             # The template lookup is inlined: a call per row costs as much as the lookup.
-            template = templates.get((tuple(fields), tuple(map(type, values))), _MISSING)
-            if template is _MISSING or template is None or type(ts_ns) is not int or not values:
-                template = self._fast_form(fields, values, ts_ns)
-            elif template.ints or not INT64_MIN < ts_ns < INT64_MAX:
+            # None: not seen yet or no fast form; _fast_form tells those apart.
+            template = templates.get((tuple(fields), tuple(map(type, values))))
+            if (
+                template is None
+                or template.ints
+                or type(ts_ns) is not int
+                or not values
+                or not INT64_MIN < ts_ns < INT64_MAX
+            ):
                 template = self._fast_form(fields, values, ts_ns)
             if template is None:
                 slow[index] = self.line(series, fields, ts_ns)
