@@ -616,6 +616,25 @@ class GatewayConfig(_Block):
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9102  # 0 turns the endpoint off
 
 
+class AnalyticsConfig(_Block):
+    """The OEE rules and the analytics service's timing."""
+
+    small_stop_threshold_s: Seconds = (
+        120.0  # shorter stops are performance loss, longer ones availability
+    )
+    startup_s: Annotated[float, Field(ge=0, le=86_400)] = (
+        300.0  # rejects this soon after a restart are start-up rejects
+    )
+    max_gap_s: Seconds = (
+        60.0  # a state sample holds this long at most; after that the state is unknown
+    )
+    interval_s: Seconds = 60.0  # how often the current shift is recomputed
+    finalize_after_s: Annotated[float, Field(ge=0, le=86_400)] = (
+        120.0  # wait for late data before a shift's final figures
+    )
+    health_port: Annotated[int, Field(ge=0, le=65535)] = 9103  # 0 turns the endpoint off
+
+
 class SiteConfig(_Block):
     """A whole site: what it is, where its broker and database are, its shifts and assets."""
 
@@ -626,6 +645,7 @@ class SiteConfig(_Block):
     shifts: list[Shift] = Field(default_factory=list)
     edge_nodes: list[EdgeNode] = Field(default_factory=lambda: [EdgeNode(id="edge")], min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     areas: list[Area] = Field(min_length=1)
 
     def machines(self) -> list[tuple[Area, Line, Machine]]:
