@@ -2,7 +2,8 @@
 
 Data is read wider than the range asked for (``margin``) so a state that began before it is known
 at its start and a stop that crosses its edge is judged by its whole length; nothing after
-``now_ns`` is read or counted.
+``now_ns`` is read or counted, and nothing after the newest state sample read: that is where
+knowledge ends (an edge that is still catching up after an outage fills it in later).
 """
 
 from __future__ import annotations
@@ -60,32 +61,43 @@ def compute_oee(
 ) -> list[LineReport]:
     """OEE per line (``area/line`` or just the line id in ``lines``; all when None) and window."""
     calendar = ShiftCalendar(site.shifts, site.site.timezone)
-    horizon = end_ns if now_ns is None else min(end_ns, now_ns)
-    windows = calendar.windows(start_ns, horizon, by)
+    windows = calendar.windows(start_ns, end_ns if now_ns is None else min(end_ns, now_ns), by)
     read_from, read_to = start_ns - margin_ns, end_ns + margin_ns
     if now_ns is not None:
         read_to = min(read_to, now_ns)
     production = calendar.production(read_from, read_to)
     settings = settings_of(site)
+    chosen = {
+        path: refs
+        for path, refs in line_machines(site).items()
+        if not lines or path in lines or refs[0].line.id in lines
+    }
+    data = {
+        ref.path: read_machine(store, ref, read_from, read_to)
+        for refs in chosen.values()
+        for ref in refs
+    }
+    # "Now" is the newest state sample read: past it nothing is known, and an open stop is
+    # judged by its length so far (not stretched to the end of the range by missing data).
+    newest = [int(d.state[0].max()) for d in data.values() if d is not None and len(d.state[0])]
+    known_until = min(read_to, max(newest)) if newest else read_from
     reports = []
-    for path, refs in line_machines(site).items():
-        if lines and path not in lines and refs[0].line.id not in lines:
-            continue
+    for path, refs in chosen.items():
         output = _output_ref(refs)
         report = LineReport(path, output, [])
         for ref in refs:
-            data = read_machine(store, ref, read_from, read_to)
-            if data is None:
+            machine = data[ref.path]
+            if machine is None:
                 report.skipped.append(ref.machine.id)
                 continue
             report.machines[ref.machine.id] = machine_oee(
-                data,
+                machine,
                 windows,
                 production,
                 cycle_times(ref),
                 settings=settings,
                 from_ns=read_from,
-                to_ns=read_to,
+                to_ns=known_until,
             )
         if output.machine.id in report.machines:
             report.results = line_oee(

@@ -172,12 +172,18 @@ class OeeResult:
     teep: float | None
     losses: Losses
     warnings: list[str] = field(default_factory=list)
+    state_samples: int = 0  # state samples inside the window
     output_machine: str | None = None  # a line's: whose counters are its output
     energy_per_good_part_kwh: float | None = None
 
     @property
     def rejects(self) -> float:
         return self.total - self.good
+
+    @property
+    def has_data(self) -> bool:
+        """False for a window without a single state sample or part: nothing to report."""
+        return self.state_samples > 0 or self.total > 0
 
     @property
     def stop_s(self) -> float:
@@ -207,7 +213,11 @@ class _Counts:
         self.energy = _increments(data.energy_kwh, "energy meter", warnings, wrap_at=math.inf)
         # Ideal time of each counted part: the cycle time of the product running when it was made.
         made = [c for c in ((self.total,) if self.total else (self.good, self.reject)) if c]
-        self.ideal = [_ideal_seconds(c, data.product, cycles, warnings) for c in made]
+        changes = None
+        if data.product is not None and cycles.machine_s is None and cycles.by_product:
+            changes = _product_changes(data.product, cycles, warnings)
+        line_s = cycles.of(None) or cycles.line_s
+        self.ideal = [_ideal_seconds(c, changes, line_s) for c in made]
         self._made = made
 
     def window(self, lo_ns: int, hi_ns: int) -> tuple[float, float, float, float]:
@@ -243,29 +253,41 @@ def _increments(
     return increments
 
 
-def _ideal_seconds(
-    counter: CounterIncrements,
-    product: tuple[np.ndarray, np.ndarray] | None,
-    cycles: CycleTimes,
-    warnings: list[str],
-) -> np.ndarray:
-    if product is None or cycles.machine_s is not None or not cycles.by_product:
-        return counter.amount * (cycles.of(None) or cycles.line_s)
-    times, names = product
-    order = np.argsort(times, kind="stable")
-    times, names = np.asarray(times)[order], np.asarray(names, dtype=object)[order]
+def _product_changes(
+    product: tuple[np.ndarray, np.ndarray], cycles: CycleTimes, warnings: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(times, cycle times)`` where the running product changed: a product runs for hours, so
+    the per-sample series shrinks to a handful of changes before anything else."""
+    times, names = np.asarray(product[0], dtype=np.int64), np.asarray(product[1], dtype=object)
+    if len(times) > 1 and bool((times[1:] < times[:-1]).any()):
+        order = np.argsort(times, kind="stable")
+        times, names = times[order], names[order]
+    changed = np.ones(len(names), dtype=bool)
+    changed[1:] = names[1:] != names[:-1]
+    times, names = times[changed], names[changed]
     known = {name: cycles.of(name) for name in set(names.tolist())}
     unknown = sorted(str(n) for n, c in known.items() if c is None and n is not None)
     if unknown:
         warnings.append(
             f"unknown product(s) {', '.join(unknown)}: the line's ideal cycle time was used"
         )
-    cycle_of_sample = np.array(
-        [c if (c := known[n]) is not None else cycles.line_s for n in names.tolist()] or [0.0]
+    seconds = np.array(
+        [c if (c := known[n]) is not None else cycles.line_s for n in names.tolist()],
+        dtype=np.float64,
     )
-    # The product running when a part was made: the last product sample before its count.
+    return times, seconds
+
+
+def _ideal_seconds(
+    counter: CounterIncrements, changes: tuple[np.ndarray, np.ndarray] | None, line_s: float
+) -> np.ndarray:
+    """Ideal time of each increment: the cycle time of the product running when it was made."""
+    if changes is None or len(changes[0]) == 0:
+        return counter.amount * line_s
+    times, seconds = changes
+    # The product running when a part was made: the last change before its count.
     index = np.searchsorted(times, counter.time_ns, side="left") - 1
-    per_part = np.where(index >= 0, cycle_of_sample[np.maximum(index, 0)], cycles.line_s)
+    per_part = np.where(index >= 0, seconds[np.maximum(index, 0)], line_s)
     return np.asarray(counter.amount * per_part)
 
 
@@ -297,10 +319,18 @@ def machine_oee(
     planned = planned_time(runs, production)
     counts = _Counts(data, cycles, warnings)
     restarts = planned.restarts(round(settings.small_stop_s * NS))
-    return [
-        _window_oee(window, planned, counts, restarts, settings=settings, warnings=list(warnings))
-        for window in windows
-    ]
+    state_times = np.sort(np.asarray(data.state[0], dtype=np.int64))
+    results = []
+    for window in windows:
+        result = _window_oee(
+            window, planned, counts, restarts, settings=settings, warnings=list(warnings)
+        )
+        result.state_samples = int(
+            np.searchsorted(state_times, window.end_ns)
+            - np.searchsorted(state_times, window.start_ns)
+        )
+        results.append(result)
+    return results
 
 
 def _window_oee(
@@ -425,6 +455,7 @@ def line_oee(
                 result.teep,
                 result.losses,
                 list(result.warnings),
+                state_samples=result.state_samples,
                 output_machine=output_machine,
                 energy_per_good_part_kwh=energy / result.good if result.good > 0 else None,
             )

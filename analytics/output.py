@@ -56,11 +56,14 @@ def _fields(result: OeeResult, *, final: bool) -> dict[str, FieldValue]:
 
 def oee_points(reports: Sequence[LineReport], *, final: bool) -> list[Point]:
     """One point per line and window (``level=line``) and per machine and window
-    (``level=machine``), stamped with the window's start so a recomputation overwrites it."""
+    (``level=machine``), stamped with the window's start so a recomputation overwrites it.
+    Windows without any data (a shift before the plant was connected) get no point."""
     points = []
     for report in reports:
         base = {"site": report.ref.site, "area": report.ref.area.id, "line": report.ref.line.id}
         for result in report.results:
+            if not result.has_data:
+                continue
             tags = {**base, "level": "line", "shift": result.window.label}
             points.append(
                 Point(
@@ -72,6 +75,8 @@ def oee_points(reports: Sequence[LineReport], *, final: bool) -> list[Point]:
             )
         for machine, results in report.machines.items():
             for result in results:
+                if not result.has_data:
+                    continue
                 tags = {
                     **base,
                     "level": "machine",

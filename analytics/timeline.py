@@ -46,37 +46,51 @@ def state_runs(
     >>> [a.tolist() for a in runs]
     [[5, 20, 50, 100], [20, 50, 100, 120], [1, 4, -1, 1]]
     """
-    valid = ~np.isnan(np.asarray(states, dtype=np.float64))
-    times = np.asarray(time_ns, dtype=np.int64)[valid]
-    codes = np.asarray(states, dtype=np.float64)[valid].astype(np.int64)
-    order = np.argsort(times, kind="stable")
-    times, codes = times[order], codes[order]
+    values = np.asarray(states, dtype=np.float64)
+    valid = ~np.isnan(values)
+    times = np.asarray(time_ns, dtype=np.int64)
+    if not valid.all():
+        times, values = times[valid], values[valid]
+    codes = values.astype(np.int64)
+    if len(times) > 1 and bool((times[1:] < times[:-1]).any()):
+        order = np.argsort(times, kind="stable")
+        times, codes = times[order], codes[order]
     if to_ns <= from_ns:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
+    no_data = (np.array([from_ns]), np.array([to_ns]), np.array([NO_DATA]))
     if len(times) == 0:
-        return np.array([from_ns]), np.array([to_ns]), np.array([NO_DATA])
+        return no_data
+    # Work on whole arrays once, then only on runs (a state holds for minutes, not seconds).
     following = np.append(times[1:], to_ns)
     held_until = np.minimum(following, times + max_gap_ns)
-    # Interleave each sample's interval with the gap after it (empty when there is none).
-    starts = np.empty(2 * len(times) + 1, dtype=np.int64)
+    gap_after = held_until < following
+    first = np.ones(len(times), dtype=bool)
+    first[1:] = (codes[1:] != codes[:-1]) | gap_after[:-1]
+    index = np.flatnonzero(first)
+    last = np.append(index[1:] - 1, len(times) - 1)
+    # Interleave each run with the gap after it (empty when there is none), after a leading gap.
+    count = len(index)
+    starts = np.empty(2 * count + 1, dtype=np.int64)
     ends = np.empty_like(starts)
     kinds = np.empty_like(starts)
     starts[0], ends[0], kinds[0] = from_ns, times[0], NO_DATA
-    starts[1::2], ends[1::2], kinds[1::2] = times, held_until, codes
-    starts[2::2], ends[2::2], kinds[2::2] = held_until, following, NO_DATA
+    starts[1::2], ends[1::2], kinds[1::2] = times[index], held_until[last], codes[index]
+    starts[2::2] = held_until[last]
+    ends[2::2] = np.where(gap_after[last], following[last], held_until[last])
+    kinds[2::2] = NO_DATA
     starts = np.clip(starts, from_ns, to_ns)
     ends = np.clip(ends, from_ns, to_ns)
     keep = ends > starts
     starts, ends, kinds = starts[keep], ends[keep], kinds[keep]
     if len(starts) == 0:
-        return np.array([from_ns]), np.array([to_ns]), np.array([NO_DATA])
-    first = np.ones(len(kinds), dtype=bool)
-    first[1:] = kinds[1:] != kinds[:-1]
-    index = np.flatnonzero(first)
-    run_starts = starts[index]
+        return no_data
+    merged = np.ones(len(kinds), dtype=bool)
+    merged[1:] = kinds[1:] != kinds[:-1]
+    begins = np.flatnonzero(merged)
+    run_starts = starts[begins]
     run_ends = np.append(run_starts[1:], ends[-1])
-    return run_starts, run_ends, kinds[index]
+    return run_starts, run_ends, kinds[begins]
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -36,6 +36,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--speed", type=float, default=1.0, help="poll intervals are divided by this"
     )
     config.add_argument("--poll", type=float, default=1.0, help="poll interval in plant seconds")
+    config.add_argument(
+        "--state-poll",
+        type=float,
+        default=None,
+        help="poll state, PLC clock and product this often (plant s), in a group of their own",
+    )
+    config.add_argument(
+        "--counter-poll",
+        type=float,
+        default=None,
+        help="poll counters and energy meter this often (plant s), in a group of their own",
+    )
     config.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     config.add_argument("--influx-url", default=None)
     config.set_defaults(handler=run_config)
@@ -190,6 +202,8 @@ def run_config(args: argparse.Namespace) -> int:
             opcua_port=args.opcua_port,
             speed=args.speed,
             poll_s=args.poll,
+            state_poll_s=args.state_poll,
+            counter_poll_s=args.counter_poll,
             mqtt_url=args.mqtt_url,
             influx_url=args.influx_url,
         )

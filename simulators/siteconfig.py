@@ -26,7 +26,26 @@ OEE_SIGNALS = {
 }
 
 
-def _modbus_source(kind: str, index: int, host: str, port: int, poll_s: float) -> dict[str, Any]:
+# With separate poll rates (``state_poll_s``/``counter_poll_s``) these metrics get groups of
+# their own: OEE needs state changes to the second, counters less often, process signals least.
+STATE_METRICS = frozenset({"state", "product_code", "plc_clock_ns", "product"})
+COUNTER_METRICS = frozenset(
+    {"good_count", "reject_count", "cycle_count", "energy_wh", "energy_kwh", "run_seconds"}
+    | {"stop_seconds", "power_w"}
+)
+
+
+def _group_of(metric: str, groups: dict[str, float]) -> str | None:
+    if metric in STATE_METRICS and "state" in groups:
+        return "state"
+    if metric in COUNTER_METRICS and "counters" in groups:
+        return "counters"
+    return None  # the source's first group, "default"
+
+
+def _modbus_source(
+    kind: str, index: int, host: str, port: int, groups: dict[str, float]
+) -> dict[str, Any]:
     tags = []
     for slot in machine_map(KINDS[kind], index):
         tag: dict[str, Any] = {
@@ -34,6 +53,9 @@ def _modbus_source(kind: str, index: int, host: str, port: int, poll_s: float) -
             "table": str(slot.table),
             "address": slot.address,
         }
+        group = _group_of(slot.metric, groups)
+        if group is not None:
+            tag["group"] = group
         if slot.type is not (
             DataType.BIT
             if slot.table in (RegisterTable.COIL, RegisterTable.DISCRETE)
@@ -58,13 +80,13 @@ def _modbus_source(kind: str, index: int, host: str, port: int, poll_s: float) -
         "protocol": "modbus",
         "endpoint": f"tcp://{host}:{modbus_address(index, port)[0]}",
         "device_id": modbus_address(index, port)[1],
-        "poll_groups": {"default": poll_s},
+        "poll_groups": groups,
         "tags": tags,
     }
 
 
 def _opcua_source(
-    kind: str, path: str, endpoint: str, sample_ms: float, metrics: list[str]
+    kind: str, path: str, endpoint: str, groups: dict[str, float], metrics: list[str]
 ) -> dict[str, Any]:
     units = {spec.name: spec.unit for spec in KINDS[kind].signals}
     tags = []
@@ -72,11 +94,19 @@ def _opcua_source(
         tag: dict[str, Any] = {"metric": metric, "node": node_id(path, metric)}
         if metric in units:
             tag["unit"] = units[metric]
+        group = _group_of(metric, groups)
+        if group is not None:
+            tag["sampling_interval_ms"] = groups[group] * 1000
+        if group == "state" and metric == "state":
+            # The simulated PLC refreshes its state every step: report each refresh, so the
+            # history of a state that does not change has no gaps.
+            tag["trigger"] = "status_value_timestamp"
         tags.append(tag)
+    sample_ms = groups["default"] * 1000
     return {
         "protocol": "opcua",
         "endpoint": endpoint,
-        "publishing_interval_ms": sample_ms,
+        "publishing_interval_ms": min(groups.values()) * 1000,
         "sampling_interval_ms": sample_ms,
         "queue_size": 100,
         "tags": tags,
@@ -91,15 +121,25 @@ def scenario_site_config(
     opcua_port: int = 4840,
     speed: float = 1.0,
     poll_s: float = 1.0,
+    state_poll_s: float | None = None,
+    counter_poll_s: float | None = None,
     mqtt_url: str = "mqtt://127.0.0.1:1883",
     influx_url: str | None = None,
 ) -> dict[str, Any]:
     """The site file (as data) for a scenario served on ``host``; poll intervals are plant
-    seconds divided by ``speed``, so the edge keeps pace with accelerated plant time."""
+    seconds divided by ``speed``, so the edge keeps pace with accelerated plant time.
+
+    ``state_poll_s`` and ``counter_poll_s`` put the state (with the PLC clock and product) and
+    the counters in poll groups of their own, read that often; the rest is read every ``poll_s``.
+    """
     from simulators.plant import Plant  # the values tell which metrics a machine serves
 
     plant = Plant(scenario)
-    wall_poll_s = poll_s / speed
+    groups = {"default": poll_s / speed}
+    if state_poll_s is not None:
+        groups["state"] = state_poll_s / speed
+    if counter_poll_s is not None:
+        groups["counters"] = counter_poll_s / speed
     areas: dict[str, dict[str, Any]] = {}
     nodes: dict[str, dict[str, Any]] = {}
     for machine in plant.machines:
@@ -131,15 +171,11 @@ def scenario_site_config(
         entry["oee"] = oee
         if spec.protocol == "modbus":
             entry["clock_metric"] = "plc_clock_ns"
-            entry["sources"] = [
-                _modbus_source(spec.kind, machine.index, host, modbus_port, wall_poll_s)
-            ]
+            entry["sources"] = [_modbus_source(spec.kind, machine.index, host, modbus_port, groups)]
         else:
             metrics = [m for m in plant.values(machine.index) if m != "plc_clock_ns"]
             endpoint = f"opc.tcp://{host}:{opcua_port}/plantwire"
-            entry["sources"] = [
-                _opcua_source(spec.kind, machine.path, endpoint, wall_poll_s * 1000, metrics)
-            ]
+            entry["sources"] = [_opcua_source(spec.kind, machine.path, endpoint, groups, metrics)]
         line["machines"].append(entry)
     config: dict[str, Any] = {
         "version": 1,
@@ -160,6 +196,7 @@ def scenario_site_config(
             for shift in scenario.shifts
         ],
         "edge_nodes": list(nodes.values()),
+        "analytics": {"small_stop_threshold_s": scenario.small_stop_threshold_s},
         "areas": [{**area, "lines": list(area["lines"].values())} for area in areas.values()],
     }
     return config

@@ -85,6 +85,7 @@ class _Tag:
     sampling_ms: float
     deadband: float | None  # absolute, asked of the server
     heartbeat_s: float | None
+    every_timestamp: bool  # the StatusValueTimestamp trigger
 
     def __str__(self) -> str:
         return f"{self.asset} {self.metric} (node {self.node_text})"
@@ -119,6 +120,7 @@ def _make_tags(targets: Sequence[SourceTarget]) -> list[_Tag]:
                     sampling_ms=config.sampling_interval_ms if sampling is None else sampling,
                     deadband=tag.deadband if absolute else None,
                     heartbeat_s=heartbeat,
+                    every_timestamp=tag.trigger == "status_value_timestamp",
                 )
             )
     return tags
@@ -342,13 +344,17 @@ class OpcuaSourceDriver:
             QueueSize=tag.source.queue_size,
             DiscardOldest=True,
         )
-        if tag.deadband is not None:
+        if tag.deadband is not None or tag.every_timestamp:
             # Absolute only: asyncua's server (like others) does not implement percent deadbands;
             # the runtime applies those client-side with eu_range().
             parameters.Filter = ua.DataChangeFilter(
-                Trigger=ua.DataChangeTrigger.StatusValue,
-                DeadbandType=ua.DeadbandType.Absolute,
-                DeadbandValue=tag.deadband,
+                Trigger=ua.DataChangeTrigger.StatusValueTimestamp
+                if tag.every_timestamp
+                else ua.DataChangeTrigger.StatusValue,
+                DeadbandType=ua.DeadbandType.None_
+                if tag.deadband is None
+                else ua.DeadbandType.Absolute,
+                DeadbandValue=tag.deadband or 0.0,
             )
         item = ua.ReadValueId(NodeId=self._nodes[tag.handle], AttributeId=ua.AttributeIds.Value)
         return ua.MonitoredItemCreateRequest(

@@ -481,6 +481,8 @@ class OpcuaTag(_Reporting):
     unit: Unit | None = None
     deadband_kind: DeadbandKind = DeadbandKind.ABSOLUTE
     sampling_interval_ms: Annotated[float, Field(ge=0, le=3_600_000)] | None = None
+    # status_value_timestamp: every new source timestamp is reported, changed value or not
+    trigger: Literal["status_value", "status_value_timestamp"] = "status_value"
 
 
 class OpcuaSecurity(_Block):

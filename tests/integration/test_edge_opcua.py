@@ -433,6 +433,47 @@ def test_heartbeat_repeats_a_value_that_does_not_change() -> None:
     run(scenario)
 
 
+def test_the_timestamp_trigger_reports_every_refresh_of_an_unchanged_value() -> None:
+    plant = Plant(DEMO)
+
+    async def scenario() -> tuple[int, int]:
+        server = await started(plant)
+        config = target(server.endpoint, FILLER, ["estop_ok"]).config
+        assert isinstance(config, OpcuaSource)
+        every = config.tags[0].model_copy(update={"trigger": "status_value_timestamp"})
+        on_change = config.tags[0].model_copy(update={"metric": "estop_again"})
+        driver = OpcuaSourceDriver(
+            [
+                SourceTarget(
+                    asset(FILLER),
+                    config.model_copy(
+                        update={"tags": [every, on_change], "sampling_interval_ms": 0.0}
+                    ),
+                )
+            ]
+        )
+        sink = Recorder()
+        steps_before = plant.version
+        try:
+            await driver.connect()
+            task = asyncio.create_task(driver.run(sink))
+            await pump(plant, server, 2.0)
+            await stop(task, driver)
+        finally:
+            await server.stop()
+        assert all(s.value is True for s in sink.samples(FILLER, "estop_ok"))
+        steps = plant.version - steps_before
+        return (
+            len(sink.samples(FILLER, "estop_ok")),
+            len(sink.samples(FILLER, "estop_again")),
+            steps,
+        )
+
+    every_refresh, on_change_only, steps = asyncio.run(scenario())
+    assert on_change_only == 1  # the value never changed: only the first report
+    assert every_refresh >= steps * 0.9  # one per plant step the server wrote (the rest queued)
+
+
 def test_browse_lists_tags_ready_for_a_site_file(capsys: pytest.CaptureFixture[str]) -> None:
     plant = Plant(DEMO)
 
