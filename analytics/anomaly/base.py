@@ -1,0 +1,114 @@
+"""The one interface every detector implements.
+
+A detector is fitted on a block of history (rows = time, columns = one machine's signals) and
+scores blocks: one number per row, higher = more anomalous. ``score`` is the fast path (whole
+numpy blocks); ``score_one`` scores a stream a row at a time and gives the same numbers as
+``score`` on the rows seen since ``reset``; ``learn_one`` lets a detector follow slow, normal
+change (drift) in a stream, where it supports that.
+
+Rows may hold NaN (a dropout): detectors must still return a finite score for every row.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import ClassVar, Self
+
+import numpy as np
+
+__all__ = ["Detector", "as_block", "ewma_towards", "rolling_mean"]
+
+
+def as_block(rows: np.ndarray) -> np.ndarray:
+    """Rows as a 2-D float64 array (one row per time, one column per signal)."""
+    block = np.asarray(rows, dtype=np.float64)
+    if block.ndim == 1:
+        block = block[:, None]
+    if block.ndim != 2:
+        raise ValueError(f"expected rows x signals, got an array of shape {block.shape}")
+    return block
+
+
+def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` rows (fewer at the start): no look-ahead.
+
+    >>> rolling_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist()
+    [1.0, 2.0, 4.0, 6.0]
+    """
+    if window <= 1:
+        return np.asarray(values, dtype=np.float64)
+    sums = np.cumsum(np.insert(np.asarray(values, dtype=np.float64), 0, 0.0))
+    index = np.arange(1, len(values) + 1)
+    start = np.maximum(0, index - window)
+    return np.asarray((sums[index] - sums[start]) / (index - start))
+
+
+def ewma_towards(center: np.ndarray, rows: np.ndarray, alpha: float) -> np.ndarray:
+    """``center`` after moving ``alpha`` of the way towards each row in turn (NaN ignored): the
+    exponentially weighted update, applied to a block in one step.
+
+    >>> ewma_towards(np.array([0.0]), np.array([[1.0], [1.0]]), 0.5).tolist()
+    [0.75]
+    """
+    values = np.asarray(rows, dtype=np.float64)
+    if len(values) == 0 or alpha <= 0:
+        return center
+    filled = np.where(np.isnan(values), center, values)
+    n = len(filled)
+    weights = alpha * (1.0 - alpha) ** np.arange(n - 1, -1, -1)
+    return np.asarray(center * (1.0 - alpha) ** n + weights @ filled)
+
+
+class Detector(ABC):
+    """Fit on history, score blocks or single rows. See the module docstring."""
+
+    name: ClassVar[str]
+    #: rows of context a score uses (1 = the row alone); score_one keeps this many rows
+    window: int = 1
+    #: whether learn_block changes the model (follows drift in a stream)
+    adapts: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.window))
+        self.signals: int | None = None
+
+    @abstractmethod
+    def fit(self, history: np.ndarray) -> Self:
+        """Learn what normal looks like from ``history`` (rows x signals)."""
+
+    @abstractmethod
+    def score(self, block: np.ndarray) -> np.ndarray:
+        """One score per row of ``block``, the block read as a stream from its first row."""
+
+    def _check(self, block: np.ndarray) -> np.ndarray:
+        rows = as_block(block)
+        if self.signals is None:
+            raise RuntimeError(f"{self.name}: fit before scoring")
+        if rows.shape[1] != self.signals:
+            raise ValueError(
+                f"{self.name}: fitted on {self.signals} signals, given {rows.shape[1]}"
+            )
+        return rows
+
+    def reset(self) -> None:
+        """Forget the stream's recent rows (a new stream starts)."""
+        self._recent.clear()
+
+    def score_one(self, row: np.ndarray) -> float:
+        """Score the next row of a stream, with the same result ``score`` gives that row.
+
+        Windowed scores re-score the last ``window`` rows; the window is short, so this stays
+        cheap, and it keeps one code path for the numbers.
+        """
+        self._recent.append(np.asarray(row, dtype=np.float64).reshape(-1))
+        recent = np.vstack(list(self._recent))
+        return float(self.score(recent)[-1])
+
+    def learn_one(self, row: np.ndarray) -> None:
+        """Let a normal row update the model; detectors that follow drift override
+        :meth:`learn_block`, the others keep their fitted model."""
+        self.learn_block(np.asarray(row, dtype=np.float64).reshape(1, -1))
+
+    def learn_block(self, rows: np.ndarray) -> None:  # noqa: B027 - optional: most models are fixed
+        """Let normal rows (in time order) update the model."""
