@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -68,6 +68,10 @@ class Detector(ABC):
     window: int = 1
     #: whether learn_block changes the model (follows drift in a stream)
     adapts: ClassVar[bool] = False
+    #: constructor keywords, saved with a model so it is rebuilt the same
+    PARAMS: ClassVar[tuple[str, ...]] = ()
+    #: attributes fit() sets, saved with a model (numpy arrays, numbers, scikit-learn models)
+    FITTED: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.window))
@@ -90,6 +94,29 @@ class Detector(ABC):
                 f"{self.name}: fitted on {self.signals} signals, given {rows.shape[1]}"
             )
         return rows
+
+    # -- persistence: plain data, so a model file holds no code (see analytics.anomaly.registry)
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted detector, as plain data."""
+        if self.signals is None:
+            raise RuntimeError(f"{self.name}: fit before saving")
+        return {
+            "detector": self.name,
+            "params": {key: getattr(self, key) for key in self.PARAMS},
+            "signals": self.signals,
+            "fitted": {key: getattr(self, key) for key in self.FITTED},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """The detector ``state()`` described (the class must match ``state["detector"]``)."""
+        if state.get("detector") != cls.name:
+            raise ValueError(f"a {state.get('detector')!r} model is not a {cls.name!r} model")
+        detector = cls(**state["params"])
+        detector.signals = int(state["signals"])
+        for key in cls.FITTED:
+            setattr(detector, key, state["fitted"][key])
+        return detector
 
     def reset(self) -> None:
         """Forget the stream's recent rows (a new stream starts)."""

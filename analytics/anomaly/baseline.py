@@ -22,6 +22,8 @@ MAD_TO_SD = 1.4826  # the MAD of a normal distribution is 0.6745 sd
 
 class RobustBaseline(Detector):
     name: ClassVar[str] = "baseline"
+    PARAMS: ClassVar[tuple[str, ...]] = ("smooth", "alpha", "scale_floor")
+    FITTED: ClassVar[tuple[str, ...]] = ("center", "scale")
     adapts: ClassVar[bool] = True
 
     def __init__(

@@ -16,6 +16,8 @@ __all__ = ["WindowedIsolationForest"]
 
 class WindowedIsolationForest(Detector):
     name: ClassVar[str] = "iforest"
+    PARAMS: ClassVar[tuple[str, ...]] = ("feature_window", "lag", "smooth", "trees", "seed")
+    FITTED: ClassVar[tuple[str, ...]] = ("center", "scale", "model")
 
     def __init__(
         self,

@@ -26,6 +26,8 @@ __all__ = ["PcaT2Q"]
 
 class PcaT2Q(Detector):
     name: ClassVar[str] = "pca"
+    PARAMS: ClassVar[tuple[str, ...]] = ("variance", "smooth", "scale_floor", "alpha")
+    FITTED: ClassVar[tuple[str, ...]] = ("center", "scale", "components", "eigenvalues")
     adapts: ClassVar[bool] = True
 
     def __init__(
