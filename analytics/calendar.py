@@ -8,17 +8,21 @@ shift from 22:00 to 06:00 belongs to the day it starts on).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from plantwire.config.models import ALL_DAYS, Shift
+from plantwire.durations import parse_duration
 
-__all__ = ["Grouping", "ShiftCalendar", "Window"]
+__all__ = ["Grouping", "ShiftCalendar", "Window", "parse_moment"]
 
 NS = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RELATIVE = re.compile(r"^now\s*-\s*(\S+)$|^-(\S+)$")
 Grouping = Literal["shift", "hour", "day"]
 
 
@@ -163,3 +167,31 @@ def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+def parse_moment(text: str, timezone: str, now_ns: int) -> int:
+    """A time from the command line, as ns since the epoch.
+
+    >>> now = 1_763_712_000 * NS  # 2025-11-21 08:00 UTC
+    >>> parse_moment("now-2h", "UTC", now) == now - 7200 * NS
+    True
+    >>> parse_moment("2025-11-21T15:00", "Asia/Ho_Chi_Minh", now) == now
+    True
+    >>> parse_moment("2025-11-21T08:00:00Z", "Asia/Ho_Chi_Minh", now) == now
+    True
+    """
+    text = text.strip()
+    if text == "now":
+        return now_ns
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now_ns - round(parse_duration(relative.group(1) or relative.group(2)) * NS)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: give ISO 8601 (2026-11-16T06:00), 'now' or 'now-8h'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import orjson
 
-from plantwire.durations import parse_duration
+from analytics.calendar import parse_moment
 from plantwire.lifecycle import run_until_signalled
 
-__all__ = ["parse_moment", "register"]
+__all__ = ["register"]
 
 EXIT_CONFIG = 2
 EXIT_STORE = 3
 NS = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RELATIVE = re.compile(r"^now\s*-\s*(\S+)$|^-(\S+)$")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,34 +49,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     report.add_argument("--by", choices=["shift", "hour", "day"], default="shift")
     report.add_argument("--json", action="store_true", help="JSON instead of a table")
     report.set_defaults(handler=run_oee_report)
-
-
-def parse_moment(text: str, timezone: str, now_ns: int) -> int:
-    """A time from the command line, as ns since the epoch.
-
-    >>> now = 1_763_712_000 * NS  # 2025-11-21 08:00 UTC
-    >>> parse_moment("now-2h", "UTC", now) == now - 7200 * NS
-    True
-    >>> parse_moment("2025-11-21T15:00", "Asia/Ho_Chi_Minh", now) == now
-    True
-    >>> parse_moment("2025-11-21T08:00:00Z", "Asia/Ho_Chi_Minh", now) == now
-    True
-    """
-    text = text.strip()
-    if text == "now":
-        return now_ns
-    relative = _RELATIVE.match(text)
-    if relative:
-        return now_ns - round(parse_duration(relative.group(1) or relative.group(2)) * NS)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a time: give ISO 8601 (2026-11-16T06:00), 'now' or 'now-8h'"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _load(path: Path, command: str) -> object:

@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics.anomaly import DETECTORS, AlarmLogic, Detector, Threshold
+from analytics.anomaly.alarms import AlarmLogic
+from analytics.anomaly.base import Detector
+from analytics.anomaly.detectors import DETECTORS
 from analytics.anomaly.stream import score_adapting
+from analytics.anomaly.threshold import Threshold
 
 TRAIN_ROWS = 400
 LEADERBOARD = [

@@ -1,26 +1,5 @@
-"""Anomaly detection on machine signals: detectors behind one interface, unsupervised thresholds
-and alarm logic that turns scores into one alert per episode."""
-
-from analytics.anomaly.alarms import AlarmEpisode, AlarmLogic
-from analytics.anomaly.base import Detector
-from analytics.anomaly.baseline import RobustBaseline
-from analytics.anomaly.forest import WindowedIsolationForest
-from analytics.anomaly.pca import PcaT2Q
-from analytics.anomaly.threshold import Threshold
-
-DETECTORS: dict[str, type[Detector]] = {
-    RobustBaseline.name: RobustBaseline,
-    PcaT2Q.name: PcaT2Q,
-    WindowedIsolationForest.name: WindowedIsolationForest,
-}
-
-__all__ = [
-    "DETECTORS",
-    "AlarmEpisode",
-    "AlarmLogic",
-    "Detector",
-    "PcaT2Q",
-    "RobustBaseline",
-    "Threshold",
-    "WindowedIsolationForest",
-]
+"""Anomaly detection on machine signals: detectors behind one interface (``base``), the
+detectors by name (``detectors``), unsupervised thresholds (``threshold``), alarm logic that
+turns scores into one alert per episode (``alarms``), the model registry (``registry``) and
+training (``training``). Nothing is imported here: the ``plantwire`` command registers these
+subcommands at every start, and scikit-learn is loaded only when a detector is used."""

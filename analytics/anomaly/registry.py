@@ -27,8 +27,8 @@ from typing import Any
 
 import skops.io
 
-from analytics.anomaly import DETECTORS
 from analytics.anomaly.base import Detector
+from analytics.anomaly.detectors import DETECTORS
 from analytics.anomaly.threshold import Threshold
 from plantwire.errors import PlantWireError
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics.anomaly import DETECTORS, AlarmLogic, Detector, Threshold
-from analytics.anomaly.base import rolling_mean
+from analytics.anomaly.alarms import AlarmLogic
+from analytics.anomaly.base import Detector, rolling_mean
+from analytics.anomaly.detectors import DETECTORS
+from analytics.anomaly.threshold import Threshold
 
 NAMES = sorted(DETECTORS)
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import skops.io
 
-from analytics.anomaly import DETECTORS, Threshold
+from analytics.anomaly.detectors import DETECTORS
 from analytics.anomaly.registry import ModelFileError, Registry
+from analytics.anomaly.threshold import Threshold
 
 MACHINE = "bd/dairy/filling/filler"
 

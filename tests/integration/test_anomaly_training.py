@@ -1,0 +1,167 @@
+"""Training from a real influxd: history loaded through the store, a model fitted, evaluated
+against a truth file, saved with its plot, then listed, shown, promoted and rolled back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from analytics.history import HistoryError, load_history
+from plantwire.cli import main
+from plantwire.config import load_site
+from plantwire.lineprotocol import Point
+from plantwire.store.influx import InfluxStore
+from plantwire.testing.servers import InfluxClient, Influxd
+
+pytestmark = pytest.mark.servers
+NS = 1_000_000_000
+T0 = 1_794_787_200  # 2026-11-16 00:00 UTC
+HOURS = 4
+FAULT = (T0 + 3 * 3600 + 1200, T0 + 3 * 3600 + 2400)  # 20 min in the last hour
+MACHINE = "dairy/filling/filler"
+
+
+def site_file(tmp_path: Path, influxd: Influxd, database: str) -> Path:
+    tags = [
+        {"metric": name, "table": "input", "address": 2 * i, "type": "float32"}
+        for i, name in enumerate(["motor_current", "bearing_temp", "vibration_rms"])
+    ]
+    tags += [
+        {"metric": "state", "table": "holding", "address": 0},
+        {"metric": "good_count", "table": "input", "address": 10, "type": "uint32"},
+        {"metric": "door_open", "table": "coil", "address": 0},
+    ]
+    config = {
+        "site": {"id": "bd"},
+        "influxdb": {"url": influxd.url, "database": database},
+        "areas": [
+            {
+                "id": "dairy",
+                "lines": [
+                    {
+                        "id": "filling",
+                        "ideal_cycle_time_s": 1.0,
+                        "machines": [
+                            {
+                                "id": "filler",
+                                "oee": {"state": "state", "good_count": "good_count"},
+                                "sources": [
+                                    {
+                                        "protocol": "modbus",
+                                        "endpoint": "tcp://127.0.0.1:5020",
+                                        "tags": tags,
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def telemetry() -> list[Point]:
+    """1 Hz: current follows a slowly varying load, temperature lags it, vibration with speed; in
+    the fault the bearing heats and vibrates without more load."""
+    rng = np.random.default_rng(4)
+    seconds = HOURS * 3600
+    t = np.arange(seconds)
+    load = 0.7 + 0.15 * np.sin(t / 900.0) + rng.normal(0, 0.01, seconds)
+    fault = (T0 + t >= FAULT[0]) & (T0 + t < FAULT[1])
+    current = 12 + 10 * load + rng.normal(0, 0.1, seconds)
+    temp = 45 + 8 * load + rng.normal(0, 0.1, seconds) + np.where(fault, 6.0, 0.0)
+    vibration = 1.5 + 2 * load + rng.normal(0, 0.05, seconds) + np.where(fault, 1.5, 0.0)
+    tags = {"site": "bd", "area": "dairy", "line": "filling", "machine": "filler"}
+    return [
+        Point(
+            "telemetry",
+            tags,
+            {
+                "motor_current": float(current[i]),
+                "bearing_temp": float(temp[i]),
+                "vibration_rms": float(vibration[i]),
+                "state": 1,
+                "good_count": int(i),
+                "door_open": False,
+            },
+            (T0 + i) * NS,
+        )
+        for i in range(seconds)
+    ]
+
+
+@pytest.fixture
+def site_path(tmp_path: Path, influxd: Influxd, influx: InfluxClient) -> Path:
+    path = site_file(tmp_path, influxd, influx.database)
+    site = load_site(path)
+    assert site.influxdb is not None
+    with InfluxStore(site.influxdb) as store:
+        store.write_points(telemetry())
+    return path
+
+
+def test_history_holds_the_process_signals_only(site_path: Path) -> None:
+    site = load_site(site_path)
+    assert site.influxdb is not None
+    with InfluxStore(site.influxdb) as store:
+        history = load_history(site, store, "filler", start=T0 * NS, end=(T0 + 600) * NS)
+        assert history.signals == ["motor_current", "bearing_temp", "vibration_rms"]
+        assert history.values.shape == (600, 3) and np.isfinite(history.values).all()
+        with pytest.raises(HistoryError, match="no history between"):
+            load_history(site, store, MACHINE, start=0, end=NS)
+        with pytest.raises(HistoryError, match="is not in the site file"):
+            load_history(site, store, "dairy/filling/capper", start=0, end=NS)
+
+
+def test_train_evaluate_save_then_promote_and_roll_back(
+    site_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = tmp_path / "models"
+    truth = tmp_path / "truth.json"
+    truth.write_text(
+        json.dumps(
+            {"faults": [{"machine": MACHINE, "start_ns": FAULT[0] * NS, "end_ns": FAULT[1] * NS}]}
+        )
+    )
+    train = [
+        "train", "--config", str(site_path), "--machine", MACHINE,
+        "--from", "2026-11-16T00:00Z", "--to", "2026-11-16T03:00Z",
+        "--evaluate-from", "2026-11-16T03:00Z", "--evaluate-to", "2026-11-16T04:00Z",
+        "--truth", str(truth), "--registry", str(registry),
+    ]  # fmt: skip
+    assert main([*train, "--promote"]) == 0
+    out, err = capsys.readouterr()
+    assert "bd/dairy/filling/filler v1 saved" in out
+    assert "fitting pca" in err and "evaluating on 3,600 rows" in err  # progress
+    folder = registry / "bd" / "dairy" / "filling" / "filler" / "v0001"
+    assert (folder / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((folder / "metadata.json").read_text())
+    metrics = meta["evaluation"]["metrics"]
+    assert metrics["episodes"] == 1 and metrics["episodes_alerted"] == 1
+    assert metrics["false_alerts"] == 0 and metrics["mean_detection_delay_s"] < 120
+    assert meta["signals"] == ["motor_current", "bearing_temp", "vibration_rms"]
+    assert meta["training"]["rows"] == 3 * 3600 and len(meta["training"]["data_sha256"]) == 64
+    assert set(meta["versions"]) >= {"numpy", "scikit-learn", "skops"}
+
+    assert main([*train, "--detector", "iforest"]) == 0
+    capsys.readouterr()
+    models = ["models", "--registry", str(registry)]
+    assert main([*models, "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].startswith("* bd/dairy/filling/filler v1 pca")
+    assert listing[1].startswith("  bd/dairy/filling/filler v2 iforest")
+    assert main([*models, "promote", f"bd/{MACHINE}", "2"]) == 0
+    assert main([*models, "show", f"bd/{MACHINE}"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["detector"] == "iforest"
+    assert main([*models, "rollback", f"bd/{MACHINE}"]) == 0
+    assert "v1 is promoted" in capsys.readouterr().out
+    assert main([*models, "promote", f"bd/{MACHINE}", "7"]) == 3
+    assert "no model version 7" in capsys.readouterr().err
