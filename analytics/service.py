@@ -1,6 +1,8 @@
 """``plantwire analytics``: OEE of the current shift, recomputed every ``interval_s`` and written
 to the store as ``oee`` points; each shift's final figures once it has ended and late data (an
-edge's buffer after an outage) has had ``finalize_after_s`` to arrive.
+edge's buffer after an outage) has had ``finalize_after_s`` to arrive. In the same rounds, every
+machine with a promoted anomaly model is scored (:mod:`analytics.anomaly.scoring`) and its alerts
+are published over MQTT.
 
 A recomputation writes points with the same series and time as the last one, so it overwrites
 them: a Grafana panel always shows the latest figures, and restarting the service is harmless.
@@ -9,10 +11,14 @@ them: a Grafana panel always shows the latest figures, and restarting the servic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
+from collections import deque
 from collections.abc import Callable
 
+from analytics.anomaly.scoring import Alert, AnomalyScoring
 from analytics.calendar import ShiftCalendar, Window
 from analytics.compute import LineReport, compute_oee
 from analytics.output import oee_points
@@ -20,12 +26,14 @@ from plantwire.config.models import SiteConfig
 from plantwire.errors import PlantWireError
 from plantwire.health import HealthServer, HealthStatus
 from plantwire.metrics import Counter, Gauge, Registry
+from plantwire.mqtt import AsyncMqtt, MqttUnavailable
 from plantwire.store.base import Store
 
 __all__ = ["AnalyticsService"]
 
 log = logging.getLogger("plantwire.analytics")
 NS = 1_000_000_000
+MAX_PENDING_ALERTS = 10_000  # alerts kept while the broker is unreachable (oldest dropped first)
 
 
 class AnalyticsService:
@@ -46,6 +54,9 @@ class AnalyticsService:
         self.finalized: set[tuple[str, int]] = set()
         self.last_error: str | None = None
         self.last_reports: list[LineReport] = []
+        self.anomaly = AnomalyScoring(site, store, self.settings.registry_path)
+        self.pending_alerts: deque[Alert] = deque(maxlen=MAX_PENDING_ALERTS)
+        self._mqtt: AsyncMqtt | None = None
         self.registry = Registry()
         self._runs = Counter(
             self.registry,
@@ -58,6 +69,9 @@ class AnalyticsService:
         )
         self._finals = Counter(
             self.registry, "plantwire_analytics_shifts_finalized_total", "Shifts finalized."
+        )
+        self._alerts = Counter(
+            self.registry, "plantwire_analytics_alerts_total", "Alert messages (raised, cleared)."
         )
         self._seconds = Gauge(
             self.registry, "plantwire_analytics_compute_seconds", "Time the last run took."
@@ -91,6 +105,10 @@ class AnalyticsService:
                 self.finalized.add((done.label, done.start_ns))
                 self._finals.inc()
                 log.info("shift %s of %s finalized", done.label, done.day)
+            scored, alerts = self.anomaly.run_once(now)
+            written += scored
+            self.pending_alerts.extend(alerts)
+            self._alerts.inc(len(alerts))
         except PlantWireError as exc:
             self.last_error = str(exc)
         if self.last_error is not None:
@@ -128,7 +146,34 @@ class AnalyticsService:
         try:
             while True:
                 await asyncio.to_thread(self.run_once)
+                await self.publish_alerts()
                 await asyncio.sleep(self.settings.interval_s)
         finally:
+            if self._mqtt is not None:
+                await self._mqtt.disconnect()
             if self.health is not None:
                 await self.health.stop()
+
+    async def publish_alerts(self) -> int:
+        """Publish pending alerts (QoS 1); while the broker is unreachable they wait."""
+        if not self.pending_alerts:
+            return 0
+        if self._mqtt is None or not self._mqtt.connected:
+            client = AsyncMqtt(
+                self.site.mqtt,
+                f"{self.site.mqtt.client_id_prefix}-analytics-{socket.gethostname()}",
+            )
+            try:
+                await client.connect()
+            except MqttUnavailable as exc:
+                log.warning("alerts wait for the broker: %s", exc)
+                return 0
+            self._mqtt = client
+        sent = 0
+        with contextlib.suppress(MqttUnavailable):
+            while self.pending_alerts:
+                alert = self.pending_alerts[0]
+                self._mqtt.publish(alert.topic, alert.payload, retain=alert.retain)
+                self.pending_alerts.popleft()
+                sent += 1
+        return sent

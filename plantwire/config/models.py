@@ -635,6 +635,7 @@ class AnalyticsConfig(_Block):
         120.0  # wait for late data before a shift's final figures
     )
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9103  # 0 turns the endpoint off
+    registry_path: Path = Path("plantwire-models")  # anomaly models (plantwire train / models)
 
 
 class SiteConfig(_Block):

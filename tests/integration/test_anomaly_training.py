@@ -3,19 +3,26 @@ against a truth file, saved with its plot, then listed, shown, promoted and roll
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
 from analytics.history import HistoryError, load_history
+from analytics.service import AnalyticsService
 from plantwire.cli import main
 from plantwire.config import load_site
 from plantwire.lineprotocol import Point
 from plantwire.store.influx import InfluxStore
-from plantwire.testing.servers import InfluxClient, Influxd
+from plantwire.testing.servers import InfluxClient, Influxd, Mosquitto
 
 pytestmark = pytest.mark.servers
 NS = 1_000_000_000
@@ -23,6 +30,36 @@ T0 = 1_794_787_200  # 2026-11-16 00:00 UTC
 HOURS = 4
 FAULT = (T0 + 3 * 3600 + 1200, T0 + 3 * 3600 + 2400)  # 20 min in the last hour
 MACHINE = "dairy/filling/filler"
+
+
+class MessageLog:
+    """Every message on a topic filter, as (topic, payload, retained)."""
+
+    def __init__(self, port: int, topic_filter: str) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, message.payload, bool(message.retain)))
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(self.messages) < count:
+            time.sleep(0.05)
+        assert len(self.messages) >= count, self.messages
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
 
 
 def site_file(tmp_path: Path, influxd: Influxd, database: str) -> Path:
@@ -165,3 +202,51 @@ def test_train_evaluate_save_then_promote_and_roll_back(
     assert "v1 is promoted" in capsys.readouterr().out
     assert main([*models, "promote", f"bd/{MACHINE}", "7"]) == 3
     assert "no model version 7" in capsys.readouterr().err
+
+
+def test_the_service_scores_with_the_promoted_model_and_alerts_once_per_episode(
+    tmp_path: Path, influxd: Influxd, influx: InfluxClient, mosquitto: Mosquitto
+) -> None:
+    registry = tmp_path / "models"
+    config = yaml.safe_load(site_file(tmp_path, influxd, influx.database).read_text())
+    config["site"]["id"] = f"bd-{uuid.uuid4().hex[:6]}"  # the broker is shared between tests
+    config["mqtt"] = {"url": f"mqtt://127.0.0.1:{mosquitto.port}"}
+    config["analytics"] = {"registry_path": str(registry), "health_port": 0}
+    site_id = config["site"]["id"]
+    path = tmp_path / "scored.yaml"
+    path.write_text(yaml.safe_dump(config))
+    site = load_site(path)
+    assert site.influxdb is not None
+    with InfluxStore(site.influxdb) as store:
+        store.write_points([p._replace(tags={**p.tags, "site": site_id}) for p in telemetry()])
+    train = [
+        "train", "--config", str(path), "--machine", MACHINE, "--registry", str(registry),
+        "--from", "2026-11-16T00:00Z", "--to", "2026-11-16T03:00Z",
+    ]  # fmt: skip
+    assert main([*train, "--promote"]) == 0
+    topic = f"plantwire/v1/{site_id}/alerts/dairy/filling/filler"
+    received = MessageLog(mosquitto.port, f"{topic}/#")
+    try:
+        with InfluxStore(site.influxdb) as store:
+            service = AnalyticsService(site, store, clock=lambda: (T0 + HOURS * 3600) * NS)
+            service.anomaly.lookback_ns = 3600 * NS  # score the last hour, where the fault is
+            service.run_once()
+            assert service.last_error is None
+            asyncio.run(service.publish_alerts())
+            assert main([*train, "--detector", "baseline", "--promote"]) == 0
+            service.run_once()  # the promotion is picked up without a restart
+            assert service.anomaly.machines[MACHINE].version == 2
+        received.wait_for(4)
+    finally:
+        received.close()
+    rows = influx.rows(f"SELECT * FROM anomaly WHERE site = '{site_id}'")
+    # After 03:00:00 (the lookback start itself is taken as scored) up to 03:59:59.
+    assert len(rows) == 3599 and {row["model"] for row in rows} == {"v1"}
+    flagged = [row for row in rows if row["alarm"]]
+    assert flagged and FAULT[0] * NS <= flagged[0]["time"] < FAULT[0] * NS + 120 * NS
+    events = influx.rows(f"SELECT * FROM anomaly_events WHERE site = '{site_id}'")
+    assert [e["event"] for e in events] == ["raised", "cleared"]
+    states = [json.loads(m) for t, m, retained in received.messages if t == topic]
+    kinds = [json.loads(m)["event"] for t, m, _ in received.messages if t == f"{topic}/events"]
+    assert kinds == ["raised", "cleared"]
+    assert [s["active"] for s in states] == [True, False]
