@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from analytics.anomaly.base import fill_forward
 from analytics.calendar import parse_moment
 from analytics.telemetry import MEASUREMENT, MachineRef, line_machines
 from plantwire.config.models import DataType, ModbusTag, RegisterTable, SiteConfig
@@ -100,17 +101,6 @@ def _not_a_process_value(tag: ModbusTag) -> bool:
     return tag.table in bits or tag.type in (DataType.STRING, DataType.BIT)
 
 
-def _fill_forward(values: np.ndarray) -> np.ndarray:
-    filled = values.copy()
-    for column in range(filled.shape[1]):
-        series = filled[:, column]
-        present = ~np.isnan(series)
-        index = np.where(present, np.arange(len(series)), 0)
-        np.maximum.accumulate(index, out=index)
-        filled[:, column] = np.where(present[index], series[index], np.nan)
-    return filled
-
-
 def load_history(
     site: SiteConfig,
     store: Store,
@@ -143,7 +133,7 @@ def load_history(
         np.asarray(~np.isnan(values).all(axis=0)) if len(values) else np.zeros(len(numeric), bool)
     )
     numeric = [n for n, keep in zip(numeric, seen.tolist(), strict=True) if keep]
-    values = _fill_forward(values[:, seen])
+    values = fill_forward(values[:, seen])
     complete = ~np.isnan(values).any(axis=1)
     if not complete.any():
         raise HistoryError(

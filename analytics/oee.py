@@ -319,11 +319,12 @@ def machine_oee(
     planned = planned_time(runs, production)
     counts = _Counts(data, cycles, warnings)
     restarts = planned.restarts(round(settings.small_stop_s * NS))
+    booking = _StopBooking.of(planned, round(settings.small_stop_s * NS))
     state_times = np.sort(np.asarray(data.state[0], dtype=np.int64))
     results = []
     for window in windows:
         result = _window_oee(
-            window, planned, counts, restarts, settings=settings, warnings=list(warnings)
+            window, booking, counts, restarts, settings=settings, warnings=list(warnings)
         )
         result.state_samples = int(
             np.searchsorted(state_times, window.end_ns)
@@ -333,9 +334,40 @@ def machine_oee(
     return results
 
 
+@dataclass(frozen=True, eq=False)
+class _StopBooking:
+    """Which loss each planned segment and each stop is booked as: the same for every window,
+    so it is worked out once per machine."""
+
+    planned: PlannedTime
+    breakdown: np.ndarray  # segment masks
+    setup: np.ndarray
+    no_data: np.ndarray
+    short: np.ndarray
+    long_stop: np.ndarray  # stop masks
+    setup_stop: np.ndarray
+
+    @classmethod
+    def of(cls, planned: PlannedTime, threshold_ns: int) -> _StopBooking:
+        states, stop = planned.state, planned.stop
+        stopped = stop >= 0
+        long_segment = np.zeros(len(states), dtype=bool)
+        long_segment[stopped] = planned.stop_length_ns[stop[stopped]] >= threshold_ns
+        long_stop = planned.stop_length_ns >= threshold_ns
+        return cls(
+            planned,
+            breakdown=long_segment & ~np.isin(states, (*_SETUP_STATES, NO_DATA)),
+            setup=long_segment & np.isin(states, _SETUP_STATES),
+            no_data=long_segment & (states == NO_DATA),
+            short=stopped & ~long_segment,
+            long_stop=long_stop,
+            setup_stop=long_stop & np.isin(_dominant_states(planned), _SETUP_STATES),
+        )
+
+
 def _window_oee(
     window: Window,
-    planned: PlannedTime,
+    booking: _StopBooking,
     counts: _Counts,
     restarts: np.ndarray,
     *,
@@ -343,30 +375,24 @@ def _window_oee(
     warnings: list[str],
 ) -> OeeResult:
     lo, hi = window.start_ns, window.end_ns
-    threshold = round(settings.small_stop_s * NS)
-    starts, ends, states, stop = planned.start_ns, planned.end_ns, planned.state, planned.stop
-    long_stop = np.zeros(len(starts), dtype=bool)
-    stopped = stop >= 0
-    long_stop[stopped] = planned.stop_length_ns[stop[stopped]] >= threshold
-    short_stop = stopped & ~long_stop
+    planned = booking.planned
+    starts, ends = planned.start_ns, planned.end_ns
 
     def seconds(mask: np.ndarray) -> float:
         return _overlap(starts[mask], ends[mask], lo, hi) / NS
 
     planned_s = _overlap(starts, ends, lo, hi) / NS
     losses = Losses(
-        breakdown_s=seconds(long_stop & ~np.isin(states, (*_SETUP_STATES, NO_DATA))),
-        setup_s=seconds(long_stop & np.isin(states, _SETUP_STATES)),
-        no_data_s=seconds(long_stop & (states == NO_DATA)),
-        small_stop_s=seconds(short_stop),
+        breakdown_s=seconds(booking.breakdown),
+        setup_s=seconds(booking.setup),
+        no_data_s=seconds(booking.no_data),
+        small_stop_s=seconds(booking.short),
     )
     # Stops are counted in the window they began in.
     began = (planned.stop_start_ns >= lo) & (planned.stop_start_ns < hi)
-    is_long = planned.stop_length_ns >= threshold
-    losses.small_stops = int((began & ~is_long).sum())
-    long_states = _dominant_states(planned, threshold)
-    losses.setups = int((began & is_long & np.isin(long_states, _SETUP_STATES)).sum())
-    losses.breakdowns = int((began & is_long).sum()) - losses.setups
+    losses.small_stops = int((began & ~booking.long_stop).sum())
+    losses.setups = int((began & booking.setup_stop).sum())
+    losses.breakdowns = int((began & booking.long_stop).sum()) - losses.setups
     run_s = planned_s - losses.breakdown_s - losses.setup_s - losses.no_data_s
 
     total, good, rejects, ideal_s = counts.window(lo, hi)
@@ -386,7 +412,7 @@ def _window_oee(
     )
 
 
-def _dominant_states(planned: PlannedTime, threshold: int) -> np.ndarray:
+def _dominant_states(planned: PlannedTime) -> np.ndarray:
     """Each stop's state with the most time in it (what a long stop is booked as)."""
     n = len(planned.stop_length_ns)
     result = np.full(n, NO_DATA, dtype=np.int64)

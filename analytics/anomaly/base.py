@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-__all__ = ["Detector", "as_block", "ewma_towards", "rolling_mean"]
+__all__ = ["Detector", "as_block", "ewma_towards", "fill_forward", "rolling_mean"]
 
 
 def as_block(rows: np.ndarray) -> np.ndarray:
@@ -28,6 +28,23 @@ def as_block(rows: np.ndarray) -> np.ndarray:
     if block.ndim != 2:
         raise ValueError(f"expected rows x signals, got an array of shape {block.shape}")
     return block
+
+
+def fill_forward(values: np.ndarray) -> np.ndarray:
+    """Each missing value (NaN) replaced by the last value before it in its column; leading
+    missing values stay missing.
+
+    >>> fill_forward(np.array([[np.nan], [1.0], [np.nan], [2.0]])).ravel().tolist()
+    [nan, 1.0, 1.0, 2.0]
+    """
+    filled = np.array(values, dtype=np.float64)
+    for column in range(filled.shape[1]):
+        series = filled[:, column]
+        present = ~np.isnan(series)
+        index = np.where(present, np.arange(len(series)), 0)
+        np.maximum.accumulate(index, out=index)
+        filled[:, column] = np.where(present[index], series[index], np.nan)
+    return filled
 
 
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytics.anomaly.base import fill_forward
+
 __all__ = ["windowed_features"]
 
 
@@ -32,17 +34,10 @@ def windowed_features(block: np.ndarray, *, window: int, lag: int) -> np.ndarray
     >>> f[:, 0].tolist(), f[:, 1].tolist(), f[:, 3].tolist()
     ([1.0, 2.0, 3.0, 5.0], [1.0, 1.5, 2.5, 4.0], [0.0, 1.0, 1.0, 2.0])
     """
-    rows = np.array(block, dtype=np.float64)
-    for column in range(rows.shape[1]):
-        values = rows[:, column]
-        missing = np.isnan(values)
-        if missing.all():
-            values[:] = 0.0
-        elif missing.any():
-            index = np.where(~missing, np.arange(len(values)), 0)
-            np.maximum.accumulate(index, out=index)
-            first = values[~missing][0]
-            values[:] = np.where(np.isnan(values[index]), first, values[index])
+    # Carried forward; the leading gap of a column takes its first value (carried backward), and
+    # a column that is all missing reads 0.
+    rows = fill_forward(np.asarray(block, dtype=np.float64))
+    rows = np.nan_to_num(fill_forward(rows[::-1])[::-1], nan=0.0)
     mean, sd = _trailing(rows, window)
     change = np.zeros_like(rows)
     if len(rows) > lag:

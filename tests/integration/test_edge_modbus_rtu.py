@@ -9,14 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-from conftest import IN_CI
+from conftest import missing_server
 
 from edge.sources.base import SourceTarget
 from edge.sources.modbus import ModbusSourceDriver
 from plantwire.config.models import ModbusSource
 from plantwire.model import AssetPath, Quality, Sample
-from plantwire.testing.servers import free_port
+from plantwire.testing.servers import ServerMissingError, free_port
 from simulators.kinds import KINDS
 from simulators.modbus_server import ModbusPlantServer
 from simulators.plant import Plant
@@ -82,9 +81,9 @@ def test_rtu_framing_over_tcp() -> None:
 
 def test_rtu_over_a_serial_line(tmp_path: Path) -> None:
     if shutil.which("socat") is None:
-        if IN_CI:
-            pytest.fail("socat is not installed (scripts/install-servers installs it)")
-        pytest.skip("socat is not installed")
+        missing_server(
+            ServerMissingError("socat is not installed (scripts/install-servers installs it)")
+        )
     plant_end, edge_end = tmp_path / "plc", tmp_path / "edge"
     link = subprocess.Popen(
         ["socat", f"pty,raw,echo=0,link={plant_end}", f"pty,raw,echo=0,link={edge_end}"],
