@@ -149,10 +149,15 @@ class AnalyticsService:
                 await self.publish_alerts()
                 await asyncio.sleep(self.settings.interval_s)
         finally:
-            if self._mqtt is not None:
-                await self._mqtt.disconnect()
+            await self.disconnect()
             if self.health is not None:
                 await self.health.stop()
+
+    async def disconnect(self) -> None:
+        """Leave the broker (alerts not yet sent stay pending)."""
+        if self._mqtt is not None:
+            await self._mqtt.disconnect()
+            self._mqtt = None
 
     async def publish_alerts(self) -> int:
         """Publish pending alerts (QoS 1); while the broker is unreachable they wait."""

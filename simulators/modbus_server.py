@@ -7,6 +7,7 @@ error handling can be tested against a real server.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from simulators.registers import RegisterImage, RegisterSlot, encode_image, mach
 
 __all__ = ["DEVICES_PER_PORT", "Misbehaviour", "ModbusPlantServer", "modbus_address"]
 
+STOP_TIMEOUT_S = 5.0
 log = logging.getLogger("plantwire.sim.modbus")
 # pymodbus logs every frame at debug level and a traceback for unknown device ids.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -203,4 +205,8 @@ class ModbusPlantServer:
     async def stop(self) -> None:
         servers, self._servers = self._servers, []
         for server in servers:
-            await server.shutdown()
+            try:
+                # pymodbus can wait on a half-closed client connection: a stop must not hang.
+                await asyncio.wait_for(server.shutdown(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("Modbus server did not shut down within %.0f s", STOP_TIMEOUT_S)

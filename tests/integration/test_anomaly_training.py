@@ -62,6 +62,12 @@ class MessageLog:
         self.client.disconnect()
 
 
+async def publish_then_leave(service: AnalyticsService) -> None:
+    await service.publish_alerts()
+    await asyncio.sleep(1.0)  # QoS 1 messages leave before the goodbye
+    await service.disconnect()
+
+
 def site_file(tmp_path: Path, influxd: Influxd, database: str) -> Path:
     tags = [
         {"metric": name, "table": "input", "address": 2 * i, "type": "float32"}
@@ -232,7 +238,7 @@ def test_the_service_scores_with_the_promoted_model_and_alerts_once_per_episode(
             service.anomaly.lookback_ns = 3600 * NS  # score the last hour, where the fault is
             service.run_once()
             assert service.last_error is None
-            asyncio.run(service.publish_alerts())
+            asyncio.run(publish_then_leave(service))
             assert main([*train, "--detector", "baseline", "--promote"]) == 0
             service.run_once()  # the promotion is picked up without a restart
             assert service.anomaly.machines[MACHINE].version == 2
