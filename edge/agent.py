@@ -26,6 +26,7 @@ from edge.sources.modbus import ModbusSourceDriver
 from plantwire.backoff import Backoff
 from plantwire.config.models import DeadbandKind, EdgeNode, Machine, ModbusSource, SiteConfig
 from plantwire.health import HealthServer, HealthStatus
+from plantwire.lifecycle import cancel_and_wait
 from plantwire.logs import LogOnce
 from plantwire.metrics import CounterFunction, Gauge, Registry
 from plantwire.model import AssetPath, Sample
@@ -316,9 +317,7 @@ class EdgeAgent:
             # Only delivery ends the agent: sources may be stopped on their own (see drain).
             await asyncio.gather(*delivery)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             await self._shutdown()
 
     async def drain(self, timeout_s: float) -> bool:
@@ -326,9 +325,7 @@ class EdgeAgent:
 
         For a planned stop: what is not acknowledged by then stays on disk for the next start.
         """
-        for task in self._source_tasks:
-            task.cancel()
-        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        await cancel_and_wait(self._source_tasks)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._flush()

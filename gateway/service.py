@@ -20,6 +20,7 @@ from gateway.writer import InfluxUnauthorizedError, LineWriter, Writer
 from plantwire.backoff import Backoff
 from plantwire.config.models import SiteConfig
 from plantwire.health import HealthServer, HealthStatus
+from plantwire.lifecycle import cancel_and_wait
 from plantwire.logs import LogOnce
 from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
 from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
@@ -173,9 +174,7 @@ class Gateway:
                 consumer.result()
             raise MqttUnavailable("connection lost")
         finally:
-            consumer.cancel()
-            lost.cancel()
-            await asyncio.gather(consumer, lost, return_exceptions=True)
+            await cancel_and_wait([consumer, lost])
 
     async def _mqtt_loop(self) -> None:
         backoff = Backoff(0.1, 10.0)
@@ -218,9 +217,7 @@ class Gateway:
             log.critical("%s; stopping (the broker keeps the messages)", exc)
             raise
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             await self._stop()
 
     async def drain(self, timeout_s: float) -> bool:

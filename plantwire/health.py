@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from plantwire.lifecycle import cancel_and_wait
 from plantwire.metrics import Registry
 
 __all__ = ["METRICS_CONTENT_TYPE", "HealthServer", "HealthStatus"]
@@ -114,9 +115,7 @@ class HealthServer:
         if server is None:
             return
         server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await cancel_and_wait(list(self._connections))
         await server.wait_closed()
 
     async def __aenter__(self) -> HealthServer:

@@ -35,6 +35,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from plantwire.lifecycle import cancel_and_wait
 from simulators.link_profiles import (
     PROFILES,
     LinkProfile,
@@ -246,10 +247,7 @@ class LinkEmulator:
             self._server = None
         for connection in list(self._connections):
             connection.abort()
-        pending = [*self._handlers, *self._tasks]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait([*self._handlers, *self._tasks])
 
     def set_profile(self, profile: LinkProfile | str) -> None:
         """Switch profile; it applies to chunks read from now on and to reset timers."""

@@ -29,6 +29,7 @@ from edge.sources.base import NotConnected, SampleSink, SourceStats, SourceTarge
 from edge.sources.coalesce import PlannedTag, ReadRequest, plan_requests
 from edge.sources.modbus_codec import RegisterDecodeError, tag_value
 from plantwire.config.models import ByteOrder, ModbusSource, ModbusTag, RegisterTable
+from plantwire.lifecycle import cancel_and_wait
 from plantwire.logs import LogOnce
 from plantwire.model import Quality, Sample, Value
 
@@ -208,9 +209,7 @@ class ModbusSourceDriver:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     async def _poll_loop(self, group: _Group, sink: SampleSink) -> None:
         due = time.monotonic()
