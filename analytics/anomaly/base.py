@@ -2,9 +2,11 @@
 
 A detector is fitted on a block of history (rows = time, columns = one machine's signals) and
 scores blocks: one number per row, higher = more anomalous. ``score`` is the fast path (whole
-numpy blocks); ``score_one`` scores a stream a row at a time and gives the same numbers as
-``score`` on the rows seen since ``reset``; ``learn_one`` lets a detector follow slow, normal
-change (drift) in a stream, where it supports that.
+numpy blocks, read as a stream of its own); ``stream`` scores the next rows of a live stream,
+continuing from the rows streamed since ``reset`` (``score_one`` is ``stream`` for one row), and
+gives the same numbers ``score`` gives those rows in one block; ``learn_streamed`` (and
+``learn_block``) let a detector follow slow, normal change (drift) in a stream, where it supports
+that.
 
 Rows may hold NaN (a dropout): detectors must still return a finite score for every row.
 """
@@ -12,7 +14,6 @@ Rows may hold NaN (a dropout): detectors must still return a finite score for ev
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -55,7 +56,7 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     """
     if window <= 1:
         return np.asarray(values, dtype=np.float64)
-    sums = np.cumsum(np.insert(np.asarray(values, dtype=np.float64), 0, 0.0))
+    sums = np.concatenate(([0.0], np.cumsum(np.asarray(values, dtype=np.float64))))
     index = np.arange(1, len(values) + 1)
     start = np.maximum(0, index - window)
     return np.asarray((sums[index] - sums[start]) / (index - start))
@@ -91,7 +92,9 @@ class Detector(ABC):
     FITTED: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
-        self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.window))
+        # The rows before the next streamed block that its first scores still look back on.
+        self._recent: np.ndarray | None = None
+        self._streamed = np.empty((0, 0))
         self.signals: int | None = None
 
     @abstractmethod
@@ -137,17 +140,32 @@ class Detector(ABC):
 
     def reset(self) -> None:
         """Forget the stream's recent rows (a new stream starts)."""
-        self._recent.clear()
+        self._recent = None
+
+    def stream(self, block: np.ndarray) -> np.ndarray:
+        """Scores of the next rows of a live stream, continuing from the rows streamed before.
+
+        Windowed scores re-score the last ``window - 1`` rows as context; the window is short, so
+        this stays cheap, and it keeps one code path for the numbers. Detectors that carry a
+        filter state instead (long memories) override this.
+        """
+        rows = self._check(block)
+        context = self._recent
+        joined = rows if context is None else np.concatenate([context, rows])
+        scores = self.score(joined)[len(joined) - len(rows) :]
+        keep = self.window - 1
+        self._recent = joined[max(0, len(joined) - keep) :] if keep > 0 else None
+        self._streamed = rows
+        return scores
 
     def score_one(self, row: np.ndarray) -> float:
-        """Score the next row of a stream, with the same result ``score`` gives that row.
+        """Score the next row of a stream (see :meth:`stream`)."""
+        return float(self.stream(np.asarray(row, dtype=np.float64).reshape(1, -1))[0])
 
-        Windowed scores re-score the last ``window`` rows; the window is short, so this stays
-        cheap, and it keeps one code path for the numbers.
-        """
-        self._recent.append(np.asarray(row, dtype=np.float64).reshape(-1))
-        recent = np.vstack(list(self._recent))
-        return float(self.score(recent)[-1])
+    def learn_streamed(self, normal: np.ndarray) -> None:
+        """Learn the rows of the last :meth:`stream` block that ``normal`` marks (the ones scored
+        below the threshold) as normal drift."""
+        self.learn_block(self._streamed[np.asarray(normal, dtype=bool)])
 
     def learn_one(self, row: np.ndarray) -> None:
         """Let a normal row update the model; detectors that follow drift override

@@ -26,7 +26,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--from", dest="start", required=True, help="history start (as plantwire oee)"
     )
     train.add_argument("--to", dest="end", required=True, help="history end")
-    train.add_argument("--detector", default="pca", help="baseline, pca or iforest (default pca)")
+    train.add_argument(
+        "--detector", default="virtual", help="virtual, pca, baseline or iforest (default virtual)"
+    )
     train.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, help="model folder")
     train.add_argument("--truth", type=Path, default=None, help="a simulator truth file")
     train.add_argument("--evaluate-from", default=None, help="evaluate on another range")

@@ -6,6 +6,7 @@ from analytics.anomaly.base import Detector
 from analytics.anomaly.baseline import RobustBaseline
 from analytics.anomaly.forest import WindowedIsolationForest
 from analytics.anomaly.pca import PcaT2Q
+from analytics.anomaly.virtual import VirtualSensors
 
 __all__ = ["DETECTORS"]
 
@@ -13,4 +14,5 @@ DETECTORS: dict[str, type[Detector]] = {
     RobustBaseline.name: RobustBaseline,
     PcaT2Q.name: PcaT2Q,
     WindowedIsolationForest.name: WindowedIsolationForest,
+    VirtualSensors.name: VirtualSensors,
 }

@@ -99,7 +99,7 @@ class PcaT2Q(Detector):
         signal (a missing value counts as the training mean in T² and Q)."""
         rows = self._check(block)
         z = (rows - self.center) / self.scale
-        z = np.nan_to_num(z, nan=0.0)
+        z[np.isnan(z)] = 0.0  # a missing value counts as the centre
         t = z @ self.components
         t2 = np.sum(t * t / self.eigenvalues, axis=1)
         residual = z - t @ self.components.T

@@ -3,8 +3,10 @@ last round; scores go to the store (``anomaly``), alarm episodes become events
 (``anomaly_events``) and alerts (MQTT: a retained state and one event per change).
 
 A promotion in the registry is picked up at the next round (no restart): the machine's stream
-starts afresh with the new model. Rows are scored in time order once each; a round that fails
-to read or write is retried from the same place the next time.
+starts afresh with the new model. A fresh stream is first shown the ``prime_s`` before the rows
+it scores (not scored), so detectors with a long memory (lagged temperatures) start settled.
+Rows are scored in time order once each; a round that fails to read or write is retried from the
+same place the next time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class _Machine:
     threshold: Threshold
     logic: AlarmLogic
     scored_until: int  # ns: rows at or before this time are scored
+    primed: bool = False
     episode_start: int | None = None
     episode_peak: float = 0.0
     pending: list[Point] = field(default_factory=list)
@@ -64,12 +67,19 @@ class _Machine:
 
 class AnomalyScoring:
     def __init__(
-        self, site: SiteConfig, store: Store, registry_path: Path, *, lookback_s: float = 600.0
+        self,
+        site: SiteConfig,
+        store: Store,
+        registry_path: Path,
+        *,
+        lookback_s: float = 600.0,
+        prime_s: float = 3600.0,
     ) -> None:
         self.site = site
         self.store = store
         self.registry = Registry(registry_path)
         self.lookback_ns = round(lookback_s * NS)
+        self.prime_ns = round(prime_s * NS)
         self.machines: dict[str, _Machine] = {}
         self.episodes = 0
         self._log_once = LogOnce(log)
@@ -134,7 +144,26 @@ class AnomalyScoring:
                     machine.pending = []
         return written, alerts
 
+    def _prime(self, machine: _Machine) -> None:
+        """Show a fresh stream the history just before the rows it will score."""
+        machine.primed = True
+        try:
+            history = load_history(
+                self.site,
+                self.store,
+                machine.ref.path,
+                start=machine.scored_until + 1 - self.prime_ns,
+                end=machine.scored_until + 1,
+                signals=machine.signals,
+            )
+        except HistoryError:
+            return  # nothing before: the stream starts at its first row
+        if history.signals == machine.signals:
+            machine.detector.stream(history.values)
+
     def _score(self, machine: _Machine, now_ns: int) -> list[Alert]:
+        if not machine.primed:
+            self._prime(machine)
         try:
             history = load_history(
                 self.site,

@@ -16,14 +16,13 @@ def score_adapting(
 ) -> np.ndarray:
     """Scores of ``block``'s rows, learning rows below ``threshold`` after each ``chunk`` rows.
 
-    The rows before a chunk are given as context, so windowed scores run on across chunks.
+    The block continues the detector's stream (see :meth:`Detector.stream`): scores run on across
+    chunks and across calls, until the detector is ``reset``.
     """
     rows = as_block(block)
     scores = np.empty(len(rows))
-    context = max(0, detector.window - 1)
     for start in range(0, len(rows), chunk):
-        lo = max(0, start - context)
-        chunk_scores = detector.score(rows[lo : start + chunk])[start - lo :]
+        chunk_scores = detector.stream(rows[start : start + chunk])
         scores[start : start + chunk] = chunk_scores
-        detector.learn_block(rows[start : start + chunk][chunk_scores < threshold])
+        detector.learn_streamed(chunk_scores < threshold)
     return scores

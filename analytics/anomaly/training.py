@@ -30,6 +30,7 @@ from analytics.history import History
 __all__ = ["Evaluation", "evaluate", "fault_labels", "train"]
 
 FIT_SHARE = 0.75
+PRIME_NS = 3600 * 1_000_000_000  # as the live service primes a fresh stream
 Progress = Callable[[str], None]
 
 
@@ -68,8 +69,15 @@ def evaluate(
     threshold: Threshold,
     history: History,
     truth: dict[str, Any] | None,
+    *,
+    before: np.ndarray | None = None,
 ) -> Evaluation:
-    """Score ``history`` as a live stream and compare the alarms with the truth's faults."""
+    """Score ``history`` as a live stream and compare the alarms with the truth's faults.
+
+    ``before``: rows just before ``history``, shown to the stream first (not scored), as the
+    live service primes a fresh stream."""
+    if before is not None and len(before):
+        detector.stream(before)
     scores = score_adapting(detector, history.values, threshold.value)
     alarms = AlarmLogic(threshold.value).update(scores)
     if truth is None:
@@ -166,7 +174,7 @@ def train(
     registry: Registry,
     *,
     site: str,
-    detector_name: str = "pca",
+    detector_name: str = "virtual",
     margin: float = 1.1,
     truth: dict[str, Any] | None = None,
     evaluation_history: History | None = None,
@@ -181,14 +189,20 @@ def train(
     fitted_state = detector.state()
     top = float(detector.score(history.values[:split]).max())
     progress(f"calibrating the threshold on the last {len(history) - split:,} rows")
-    holdout = score_adapting(
-        DETECTORS[detector_name].from_state(fitted_state), history.values[split:], np.inf
-    )
+    # The holdout continues the fitted rows' stream, as live scoring runs on from history.
+    continuing = DETECTORS[detector_name].from_state(fitted_state)
+    continuing.stream(history.values[:split])
+    holdout = score_adapting(continuing, history.values[split:], np.inf)
     threshold = Threshold(max(top, float(holdout.max(initial=top))) * margin, "max", margin)
     target = evaluation_history or history
     progress(f"evaluating on {len(target):,} rows")
+    before = None
+    if evaluation_history is not None and len(target):
+        start = int(target.time_ns[0])
+        just_before = (history.time_ns < start) & (history.time_ns >= start - PRIME_NS)
+        before = history.values[just_before]
     evaluation = evaluate(
-        DETECTORS[detector_name].from_state(fitted_state), threshold, target, truth
+        DETECTORS[detector_name].from_state(fitted_state), threshold, target, truth, before=before
     )
     data_hash = hashlib.sha256(history.time_ns.tobytes() + history.values.tobytes()).hexdigest()
     metadata = {

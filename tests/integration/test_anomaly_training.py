@@ -183,7 +183,7 @@ def test_train_evaluate_save_then_promote_and_roll_back(
     assert main([*train, "--promote"]) == 0
     out, err = capsys.readouterr()
     assert "bd/dairy/filling/filler v1 saved" in out
-    assert "fitting pca" in err and "evaluating on 3,600 rows" in err  # progress
+    assert "fitting virtual" in err and "evaluating on 3,600 rows" in err  # progress
     folder = registry / "bd" / "dairy" / "filling" / "filler" / "v0001"
     assert (folder / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads((folder / "metadata.json").read_text())
@@ -199,7 +199,7 @@ def test_train_evaluate_save_then_promote_and_roll_back(
     models = ["models", "--registry", str(registry)]
     assert main([*models, "list"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].startswith("* bd/dairy/filling/filler v1 pca")
+    assert listing[0].startswith("* bd/dairy/filling/filler v1 virtual")
     assert listing[1].startswith("  bd/dairy/filling/filler v2 iforest")
     assert main([*models, "promote", f"bd/{MACHINE}", "2"]) == 0
     assert main([*models, "show", f"bd/{MACHINE}"]) == 0
