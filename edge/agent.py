@@ -155,6 +155,26 @@ class EdgeAgent:
         self.buffer.flush()
         self.forwarder.notify()
 
+    def stats(self) -> dict[str, float]:
+        """The counters the agent publishes for the pipeline board."""
+        sources = [driver.stats.connected for driver in self.drivers]
+        return {
+            "mqtt_connected": float(self.forwarder.connected),
+            "sources_connected": float(sum(sources)),
+            "sources_total": float(len(sources)),
+            "samples_read_total": float(self.samples_read),
+            "samples_published_total": float(self.forwarder.samples_published),
+            "samples_buffered": float(self.buffer.samples),
+            "samples_dropped_total": float(self.buffer.dropped_samples),
+            "buffer_bytes": float(self.buffer.bytes),
+            "reads_per_s": self.reads_per_second(),
+        }
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.node.stats_interval_s)
+            self.forwarder.publish_stats(self.stats())
+
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
@@ -313,6 +333,8 @@ class EdgeAgent:
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
         ]
         tasks = [*self._source_tasks, *delivery]
+        if self.node.stats_interval_s > 0:
+            tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
         try:
             # Only delivery ends the agent: sources may be stopped on their own (see drain).
             await asyncio.gather(*delivery)

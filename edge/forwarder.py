@@ -24,7 +24,7 @@ from plantwire.config.models import MqttConfig
 from plantwire.logs import LogOnce
 from plantwire.model import AssetPath
 from plantwire.mqtt import AsyncMqtt, MqttUnavailable
-from plantwire.topics import data_topic, service_state_topic, state_topic
+from plantwire.topics import data_topic, service_state_topic, service_stats_topic, state_topic
 
 __all__ = ["Forwarder"]
 
@@ -128,6 +128,19 @@ class Forwarder:
         client, self._client = self._client, None
         if client is not None:
             client.abandon()
+
+    def publish_stats(self, stats: dict[str, float]) -> bool:
+        """Publish the agent's counters for the pipeline board (QoS 0: a snapshot, the next one
+        follows); False while not connected."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        body = {"edge": self.edge_id, "ts": time.time_ns(), "stats": stats}
+        try:
+            client.publish(service_stats_topic(self.site, self.edge_id), orjson.dumps(body), qos=0)
+        except MqttUnavailable:
+            return False
+        return True
 
     async def stop(self) -> None:
         """Say goodbye: machines and edge offline (retained), then disconnect."""

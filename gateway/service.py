@@ -15,17 +15,24 @@ from pathlib import Path
 
 from gateway.ack import AckTracker, Delivery
 from gateway.intake import DeadLetter, Intake, dead_letter
+from gateway.pipeline import PipelinePoints
 from gateway.spool import Spool
 from gateway.writer import InfluxUnauthorizedError, LineWriter, Writer
 from plantwire.backoff import Backoff
 from plantwire.config.models import SiteConfig
 from plantwire.health import HealthServer, HealthStatus
 from plantwire.lifecycle import cancel_and_wait
+from plantwire.lineprotocol import FieldValue, LineEncoder, Point
 from plantwire.logs import LogOnce
 from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
 from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
 from plantwire.names import check_segment
-from plantwire.topics import data_subscription, service_state_topic
+from plantwire.topics import (
+    data_subscription,
+    parse_service_topic,
+    service_state_topic,
+    service_subscription,
+)
 
 __all__ = ["Gateway", "default_gateway_id"]
 
@@ -71,8 +78,12 @@ class Gateway:
             max_lines=settings.batch_max_lines,
             max_latency_s=settings.batch_max_latency_ms / 1000,
             max_in_flight=settings.max_writes_in_flight,
-            on_write=self._latency.observe,
+            on_write=self._wrote,
         )
+        self.pipeline = PipelinePoints(site.site.id)
+        self._encoder = LineEncoder()
+        self._report_marks = (time.monotonic(), 0)  # (when, points written) at the last report
+        self._interval_writes = (0, 0.0)  # writes and their seconds since the last report
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._client: AsyncMqtt | None = None
         self._lost: asyncio.Event = asyncio.Event()
@@ -111,6 +122,9 @@ class Gateway:
         self.connected = True
         topic = data_subscription(self.site.site.id, self.settings.shared_group)
         await client.subscribe(topic, qos=1)
+        await client.subscribe(
+            service_subscription(self.site.site.id, self.settings.shared_group), qos=1
+        )
         client.publish(
             service_state_topic(self.site.site.id, self.id), b'{"status": "online"}', retain=True
         )
@@ -151,6 +165,13 @@ class Gateway:
             message = await self._queue.get()
             await self.writer.wait_for_room()
             delivery = self.tracker.receive(message)
+            service = parse_service_topic(message.topic)
+            if service is not None:  # a service's state or stats: the pipeline board's data
+                points = self.pipeline.from_message(service, message.payload)
+                if points:
+                    self.writer.add(self._encoder.lines(points), delivery)
+                self.tracker.release(delivery)
+                continue
             result = self.intake.process(message.topic, message.payload)
             self.messages += 1
             self.samples += result.samples
@@ -209,6 +230,8 @@ class Gateway:
             asyncio.create_task(self._mqtt_loop(), name="mqtt"),
             asyncio.create_task(self.writer.run(), name="writer"),
         ]
+        if self.settings.pipeline_interval_s > 0:
+            tasks.append(asyncio.create_task(self._report_loop(), name="pipeline report"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -219,6 +242,41 @@ class Gateway:
         finally:
             await cancel_and_wait(tasks)
             await self._stop()
+
+    # -- the pipeline report ----------------------------------------------------------------------
+    def _wrote(self, seconds: float) -> None:
+        self._latency.observe(seconds)
+        writes, total = self._interval_writes
+        self._interval_writes = (writes + 1, total + seconds)
+
+    def report(self) -> Point:
+        """The gateway's own ``pipeline`` point, covering the time since the last report."""
+        now = time.monotonic()
+        written = self.writer.stats.lines_written
+        since, written_before = self._report_marks
+        writes, seconds = self._interval_writes
+        self._report_marks, self._interval_writes = (now, written), (0, 0.0)
+        fields: dict[str, FieldValue] = {
+            "mqtt_connected": int(self.connected),
+            "influx_up": int(self.writer.influx_up),
+            "messages_total": self.messages,
+            "samples_total": self.samples,
+            "points_written_total": written,
+            "points_per_s": (written - written_before) / max(now - since, 1e-9),
+            "spool_lines": self.spool.lines,
+            "spool_bytes": self.spool.bytes,
+            "dead_letters_total": sum(self.dead_letters.values()),
+            "sequence_gaps_total": self.intake.sequences.gaps,
+            "messages_unacked": self.tracker.unacked,
+        }
+        if writes:
+            fields["write_latency_ms"] = 1000 * seconds / writes
+        return self.pipeline.point(self.id, fields, time.time_ns())
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.pipeline_interval_s)
+            self.writer.add_own(self._encoder.lines([self.report()]))
 
     async def drain(self, timeout_s: float) -> bool:
         """Write and acknowledge what is in hand (for tests and clean stops)."""
@@ -280,6 +338,10 @@ class Gateway:
             "plantwire_gateway_sequence_duplicates_total": (
                 "Batches received again.",
                 lambda: sequences.duplicates,
+            ),
+            "plantwire_gateway_service_messages_refused_total": (
+                "Service state or stats messages refused.",
+                lambda: self.pipeline.refused,
             ),
             "plantwire_gateway_messages_acked_total": (
                 "Messages acknowledged to the broker.",

@@ -101,6 +101,12 @@ class Writer:
         if len(batch.lines) >= self.max_lines:
             self._dispatch()
 
+    def add_own(self, lines: list[str]) -> None:
+        """Queue lines the gateway produced itself (its pipeline report): nothing to acknowledge."""
+        self._batch.lines.extend(lines)
+        if len(self._batch.lines) >= self.max_lines:
+            self._dispatch()
+
     @property
     def in_flight(self) -> int:
         return len(self._tasks)

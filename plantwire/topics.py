@@ -8,6 +8,7 @@ topic                                                   what is published there
 ``plantwire/v1/<site>/alerts/<area>/<line>/<machine>`` analytics alerts (retained state + events)
 ``plantwire/v1/<site>/deadletter/<origin>``            payloads the gateway refused, with reasons
 ``plantwire/v1/<site>/services/<service id>/state``    gateway / analytics status (retained)
+``plantwire/v1/<site>/services/<service id>/stats``    an edge agent's counters, every few seconds
 =====================================================  =========================================
 
 Every level is checked with :func:`plantwire.names.check_segment`, so a topic built here can
@@ -26,13 +27,17 @@ from plantwire.names import check_segment
 __all__ = [
     "ROOT",
     "MachineTopic",
+    "ServiceTopic",
     "TopicKind",
     "alert_topic",
     "data_subscription",
     "data_topic",
     "deadletter_topic",
     "parse_machine_topic",
+    "parse_service_topic",
     "service_state_topic",
+    "service_stats_topic",
+    "service_subscription",
     "state_topic",
 ]
 
@@ -103,6 +108,56 @@ def service_state_topic(site: str, service_id: str) -> str:
         f"{ROOT}/{check_segment(site, 'site id')}/services/"
         f"{check_segment(service_id, 'service id')}/state"
     )
+
+
+def service_stats_topic(site: str, service_id: str) -> str:
+    """An edge agent's periodic counters (QoS 0: a snapshot, the next one follows)."""
+    return (
+        f"{ROOT}/{check_segment(site, 'site id')}/services/"
+        f"{check_segment(service_id, 'service id')}/stats"
+    )
+
+
+def service_subscription(site: str, shared_group: str | None = None) -> str:
+    """Topic filter for every service's state and stats of one site, optionally shared.
+
+    >>> service_subscription("binh-duong")
+    'plantwire/v1/binh-duong/services/+/+'
+    """
+    topic_filter = f"{ROOT}/{check_segment(site, 'site id')}/services/+/+"
+    if shared_group is not None:
+        topic_filter = (
+            f"$share/{check_segment(shared_group, 'shared subscription group')}/{topic_filter}"
+        )
+    return topic_filter
+
+
+class ServiceTopic(NamedTuple):
+    site: str
+    service: str
+    kind: str  # "state" or "stats"
+
+
+def parse_service_topic(topic: str) -> ServiceTopic | None:
+    """The site, service id and kind of a service topic; None for any other topic.
+
+    >>> parse_service_topic("plantwire/v1/bd/services/edge-dairy/stats")
+    ServiceTopic(site='bd', service='edge-dairy', kind='stats')
+    """
+    levels = topic.split("/")
+    if (
+        len(levels) != 6
+        or levels[:2] != _ROOT_LEVELS
+        or levels[3] != "services"
+        or levels[5] not in ("state", "stats")
+    ):
+        return None
+    try:
+        check_segment(levels[2], "site id")
+        check_segment(levels[4], "service id")
+    except InvalidNameError:
+        return None
+    return ServiceTopic(levels[2], levels[4], levels[5])
 
 
 def parse_machine_topic(topic: str) -> MachineTopic:

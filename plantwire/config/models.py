@@ -602,6 +602,8 @@ class EdgeNode(_Block):
     batch_max_samples: Annotated[int, Field(ge=1, le=100_000)] = 1000
     batch_max_latency_ms: Annotated[int, Field(ge=1, le=60_000)] = 250
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9101  # 0 turns the endpoint off
+    # Counters published to services/<id>/stats for the pipeline board; 0 turns them off.
+    stats_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
 class GatewayConfig(_Block):
@@ -616,6 +618,8 @@ class GatewayConfig(_Block):
     max_writes_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
     receive_maximum: Annotated[int, Field(ge=1, le=65_535)] = 256  # unacknowledged messages at once
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9102  # 0 turns the endpoint off
+    # Its own counters written to the ``pipeline`` measurement; 0 turns the report off.
+    pipeline_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
 class AnalyticsConfig(_Block):

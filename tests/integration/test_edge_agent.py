@@ -424,3 +424,24 @@ def test_mqtt_over_tls_with_client_certificate_and_password(
             assert not collector.wait_for(set(recorded), 10)
         finally:
             collector.close()
+
+
+def test_the_agent_counters_for_the_pipeline_board(tmp_path: Path) -> None:
+    path, _ = sim_site(tmp_path, modbus_port=free_port(), mqtt_port=free_port(), speed=SPEED)
+    agent = EdgeAgent(load_site(path), "edge-dairy", health_port=0)
+    stats = agent.stats()
+    assert set(stats) == {
+        "mqtt_connected",
+        "sources_connected",
+        "sources_total",
+        "samples_read_total",
+        "samples_published_total",
+        "samples_buffered",
+        "samples_dropped_total",
+        "buffer_bytes",
+        "reads_per_s",
+    }
+    assert all(isinstance(value, float) for value in stats.values())
+    assert stats["sources_total"] == len(agent.drivers) and stats["mqtt_connected"] == 0
+    assert agent.forwarder.publish_stats(stats) is False  # not connected: nothing to send
+    agent.buffer.close()
