@@ -85,7 +85,7 @@ def _parse(topic: ServiceTopic, payload: bytes | bytearray) -> tuple[dict[str, F
         status = body.get("status")
         if status not in ("online", "offline"):
             raise RefusedServiceMessageError(f"status {status!r} is not online or offline")
-        return {"online": int(status == "online")}, ts_ns
+        return {"online": float(status == "online")}, ts_ns
     return _stats_fields(body.get("stats")), ts_ns
 
 

@@ -271,6 +271,9 @@ class Gateway:
         }
         if writes:
             fields["write_latency_ms"] = 1000 * seconds / writes
+        # Floats throughout, as edge stats are: a field keeps one type per shard in InfluxDB,
+        # and an edge and a gateway both report mqtt_connected.
+        fields = {name: float(value) for name, value in fields.items()}
         return self.pipeline.point(self.id, fields, time.time_ns())
 
     async def _report_loop(self) -> None:
