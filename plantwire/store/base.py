@@ -16,6 +16,7 @@ Value types, the same for every backend:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -25,7 +26,7 @@ import numpy as np
 from plantwire.errors import PlantWireError
 from plantwire.lineprotocol import Point
 
-__all__ = ["SeriesBlock", "Store", "StoreError"]
+__all__ = ["SeriesBlock", "Store", "StoreError", "read_arguments"]
 
 
 class StoreError(PlantWireError):
@@ -60,6 +61,17 @@ class SeriesBlock:
                 for name in fields
             },
         )
+
+
+def read_arguments(fields: Sequence[str], start_ns: int, end_ns: int) -> tuple[list[str], int, int]:
+    """A read's field names (once each, in the order asked) and time bounds, checked the same
+    way by every backend."""
+    if isinstance(fields, str):
+        raise TypeError("fields must be a sequence of field names, not one string")
+    names = list(dict.fromkeys(fields))
+    if not names:
+        raise ValueError("read needs at least one field")
+    return names, operator.index(start_ns), operator.index(end_ns)
 
 
 @runtime_checkable

@@ -15,7 +15,6 @@ match a tag condition nor come back as the tag.
 from __future__ import annotations
 
 import io
-import operator
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
@@ -31,7 +30,7 @@ from plantwire.config.models import InfluxConfig
 from plantwire.errors import LineProtocolError
 from plantwire.influxql import quote_ident, quote_literal
 from plantwire.lineprotocol import LineEncoder, Point
-from plantwire.store.base import SeriesBlock, StoreError
+from plantwire.store.base import SeriesBlock, StoreError, read_arguments
 from plantwire.store.influx_write import (
     DEFAULT_MAX_CONNECTIONS,
     InfluxV1Writer,
@@ -139,12 +138,7 @@ class InfluxStore:
         end_ns: int,
     ) -> SeriesBlock:
         """The points in ``[start_ns, end_ns)`` of the series matching ``tags`` exactly."""
-        if isinstance(fields, str):
-            raise TypeError("fields must be a sequence of field names, not one string")
-        names = list(dict.fromkeys(fields))  # once each, in the order asked
-        if not names:
-            raise ValueError("read needs at least one field")
-        start, end = operator.index(start_ns), operator.index(end_ns)
+        names, start, end = read_arguments(fields, start_ns, end_ns)
         strings = self._string_fields(measurement, names)
         if start >= end:
             return SeriesBlock.empty(names, strings)
