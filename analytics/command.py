@@ -62,8 +62,11 @@ def _load(path: Path, command: str) -> object:
         print(f"plantwire {command}: the site file is refused:\n{exc}", file=sys.stderr)
         return None
     register_secrets_from(site)
-    if site.influxdb is None:
-        print(f"plantwire {command}: {path} has no influxdb block to read from", file=sys.stderr)
+    if site.influxdb is None and site.sqlite is None:
+        print(
+            f"plantwire {command}: {path} has no influxdb or sqlite block to read from",
+            file=sys.stderr,
+        )
         return None
     return site
 
@@ -72,14 +75,13 @@ def run_analytics(args: argparse.Namespace) -> int:
     from analytics.service import AnalyticsService
     from plantwire.config.models import SiteConfig
     from plantwire.logs import setup_logging
-    from plantwire.store.influx import InfluxStore
+    from plantwire.store.open import open_store
 
     setup_logging(args.log_level, args.log_format)
     site = _load(args.config, "analytics")
     if not isinstance(site, SiteConfig):
         return EXIT_CONFIG
-    assert site.influxdb is not None
-    with InfluxStore(site.influxdb) as store:
+    with open_store(site) as store:
         service = AnalyticsService(site, store, health_port=args.health_port)
         if args.once:
             service.run_once()
@@ -93,12 +95,11 @@ def run_oee_report(args: argparse.Namespace) -> int:
     from analytics.output import report_json, report_table
     from plantwire.config.models import SiteConfig
     from plantwire.errors import PlantWireError
-    from plantwire.store.influx import InfluxStore
+    from plantwire.store.open import open_store
 
     site = _load(args.config, "oee")
     if not isinstance(site, SiteConfig):
         return EXIT_CONFIG
-    assert site.influxdb is not None
     now = time.time_ns()
     try:
         start = parse_moment(args.start, site.site.timezone, now)
@@ -117,7 +118,7 @@ def run_oee_report(args: argparse.Namespace) -> int:
         print(f"plantwire oee: no line {', '.join(unknown)} in {args.config}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        with InfluxStore(site.influxdb) as store:
+        with open_store(site) as store:
             reports = compute_oee(
                 site, store, start_ns=start, end_ns=end, by=args.by, lines=args.line, now_ns=now
             )

@@ -1,4 +1,4 @@
-"""``plantwire gateway``: MQTT telemetry of a site into InfluxDB."""
+"""``plantwire gateway``: MQTT telemetry of a site into its store (InfluxDB, or SQLite)."""
 
 from __future__ import annotations
 
@@ -38,20 +38,19 @@ def run_gateway(args: argparse.Namespace) -> int:
         print(f"plantwire gateway: the site file is refused:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     register_secrets_from(site)
-    if site.influxdb is None:
+    if site.influxdb is None and site.sqlite is None:
         print(
-            f"plantwire gateway: {args.config} has no influxdb block to write to", file=sys.stderr
+            f"plantwire gateway: {args.config} has no influxdb or sqlite block to write to",
+            file=sys.stderr,
         )
         return EXIT_CONFIG
     from gateway.service import Gateway, default_gateway_id
     from gateway.writer import InfluxUnauthorizedError
-    from plantwire.store.influx_async import make_async_writer
+    from plantwire.store.open import make_line_writer
 
     gateway = Gateway(
         site,
-        make_async_writer(
-            site.influxdb, max_connections=max(16, site.gateway.max_writes_in_flight)
-        ),
+        make_line_writer(site, max_connections=max(16, site.gateway.max_writes_in_flight)),
         gateway_id=args.id or default_gateway_id(),
         spool_path=args.spool,
         health_port=args.health_port,

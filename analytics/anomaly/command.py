@@ -59,7 +59,7 @@ def run_train(args: argparse.Namespace) -> int:
     from plantwire.config import load_site
     from plantwire.errors import PlantWireError
     from plantwire.logs import register_secrets_from
-    from plantwire.store.influx import InfluxStore
+    from plantwire.store.open import open_store
 
     if args.detector not in DETECTORS:
         print(
@@ -74,11 +74,13 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         site = load_site(args.config)
         register_secrets_from(site)
-        if site.influxdb is None:
-            print(f"plantwire train: {args.config} has no influxdb block", file=sys.stderr)
+        if site.influxdb is None and site.sqlite is None:
+            print(
+                f"plantwire train: {args.config} has no influxdb or sqlite block", file=sys.stderr
+            )
             return EXIT_USAGE
         truth = json.loads(args.truth.read_text()) if args.truth else None
-        with InfluxStore(site.influxdb) as store:
+        with open_store(site) as store:
             progress(f"reading {args.machine} from {args.start} to {args.end}")
             history = load_history(site, store, args.machine, start=args.start, end=args.end)
             evaluation = None

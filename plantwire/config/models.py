@@ -642,6 +642,12 @@ class AnalyticsConfig(_Block):
     registry_path: Path = Path("plantwire-models")  # anomaly models (plantwire train / models)
 
 
+class SqliteConfig(_Block):
+    """The embedded store: one SQLite file, for a demo or a small site without InfluxDB."""
+
+    path: Path = Path("plantwire-store.db")
+
+
 class SiteConfig(_Block):
     """A whole site: what it is, where its broker and database are, its shifts and assets."""
 
@@ -649,11 +655,18 @@ class SiteConfig(_Block):
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influxdb: InfluxConfig | None = None
+    sqlite: SqliteConfig | None = None  # the embedded store, when there is no influxdb block
     shifts: list[Shift] = Field(default_factory=list)
     edge_nodes: list[EdgeNode] = Field(default_factory=lambda: [EdgeNode(id="edge")], min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     areas: list[Area] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_store(self) -> SiteConfig:
+        if self.influxdb is not None and self.sqlite is not None:
+            raise ValueError("give either an influxdb or a sqlite block, not both")
+        return self
 
     def machines(self) -> list[tuple[Area, Line, Machine]]:
         return [
