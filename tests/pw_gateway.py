@@ -3,6 +3,7 @@ dead-letter collector."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -14,6 +15,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.service import Gateway
 from plantwire.codec import encode_batch
 from plantwire.config import SiteConfig, parse_site
 from plantwire.model import AssetPath, Batch, Sample
@@ -130,3 +132,17 @@ class TopicCounter:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+async def running(gateway: Gateway) -> asyncio.Task[None]:
+    task = asyncio.create_task(gateway.run())
+    deadline = time.monotonic() + 10
+    while not gateway.connected and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert gateway.connected
+    return task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

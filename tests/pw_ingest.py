@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import yaml
-from pw_gateway import Publisher
+from pw_gateway import Publisher, running, stop
 
 from analytics.anomaly.registry import Registry
 from analytics.anomaly.training import train
@@ -213,21 +213,16 @@ async def run_gateway(site: SiteConfig, mosquitto: Mosquitto, seconds: float = 1
     assert site.influxdb is not None
     writer = make_async_writer(site.influxdb)
     gateway = Gateway(site, writer, gateway_id=GATEWAY_ID)  # type: ignore[arg-type]
-    task = asyncio.create_task(gateway.run())
+    task = await running(gateway)
     publisher = Publisher(mosquitto.port, site.site.id, edge=EDGE_ID)
     try:
-        deadline = time.monotonic() + 10
-        while not gateway.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert gateway.connected, "the gateway did not connect to Mosquitto"
         _publish_edge_traffic(publisher, site.site.id)
         await asyncio.to_thread(publisher.flush)
         await asyncio.sleep(seconds)  # a few of the gateway's own reports
         assert await gateway.drain(10), "the gateway did not drain"
     finally:
         publisher.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
 
 
 def run_ingest(tmp_path: Path, influxd: Influxd, database: str, mosquitto: Mosquitto) -> Ingest:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from pw_gateway import Publisher, TopicCounter, gateway_site
+from pw_gateway import Publisher, TopicCounter, gateway_site, running, stop
 
 from gateway.service import Gateway
 from plantwire.config import SiteConfig
@@ -45,20 +45,6 @@ def wait_stored(influx: InfluxClient, want: int, timeout_s: float) -> int:
 def gateway_for(site: SiteConfig, gateway_id: str = "gw-1") -> Gateway:
     assert site.influxdb is not None
     return Gateway(site, make_async_writer(site.influxdb), gateway_id=gateway_id)
-
-
-async def running(gateway: Gateway) -> asyncio.Task[None]:
-    task = asyncio.create_task(gateway.run())
-    deadline = time.monotonic() + 10
-    while not gateway.connected and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert gateway.connected
-    return task
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 def test_n_samples_published_n_points_stored_exactly(

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pw_gateway import Publisher, gateway_site
+from pw_gateway import Publisher, gateway_site, running, stop
 
 from gateway.service import Gateway
 from plantwire.store.influx_async import make_async_writer
@@ -55,10 +55,7 @@ def test_gateway_report_edge_stats_and_states_are_written(
 
     async def scenario() -> Gateway:
         gateway = Gateway(site, make_async_writer(site.influxdb), gateway_id="gw-1")  # type: ignore[arg-type]
-        task = asyncio.create_task(gateway.run())
-        deadline = time.monotonic() + 10
-        while not gateway.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        task = await running(gateway)
         publisher.publish(publisher.batch("m0", rows=10))
         stats = {"edge": "edge-a", "ts": t0, "stats": EDGE_STATS}
         publisher.publish_raw(service_stats_topic(sid, "edge-a"), orjson.dumps(stats))
@@ -70,8 +67,7 @@ def test_gateway_report_edge_stats_and_states_are_written(
         await asyncio.to_thread(publisher.flush)
         await asyncio.sleep(1.5)  # a few reports
         assert await gateway.drain(10)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
         return gateway
 
     gateway = asyncio.run(scenario())

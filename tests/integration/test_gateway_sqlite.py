@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pw_gateway import Publisher, gateway_site
+from pw_gateway import Publisher, gateway_site, running, stop
 
 from gateway.service import Gateway
 from plantwire.config import SiteConfig, parse_site
@@ -43,11 +43,7 @@ def test_n_samples_published_n_values_in_the_sqlite_store(
 
     async def scenario() -> None:
         gateway = Gateway(site, make_line_writer(site), gateway_id="gw-sqlite")
-        task = asyncio.create_task(gateway.run())
-        deadline = time.monotonic() + 10
-        while not gateway.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert gateway.connected
+        task = await running(gateway)
         for i in range(100):
             publisher.publish(publisher.batch(f"m{i % 4}", rows=20))
         await asyncio.to_thread(publisher.flush)
@@ -55,8 +51,7 @@ def test_n_samples_published_n_values_in_the_sqlite_store(
         while gateway.samples < len(publisher.sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert await gateway.drain(20)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
 
     asyncio.run(scenario())
     publisher.close()

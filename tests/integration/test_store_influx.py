@@ -1,5 +1,6 @@
-"""The InfluxDB store and writers against a real influxd (Debian's 1.6.7): what is written reads
-back exactly, and every write outcome the gateway acts on is what influxd really produces."""
+"""The InfluxDB store and writers against a real influxd (Debian's 1.6.7): reads in chunks, the
+errors InfluxDB gives, and every write outcome the gateway acts on as influxd really produces it.
+The store contract both backends keep is in test_store_conformance.py."""
 
 from __future__ import annotations
 
@@ -48,121 +49,8 @@ def read(
 # -- writing and reading back ---------------------------------------------------------------
 
 
-def test_the_store_is_a_store(store: InfluxStore) -> None:
-    assert isinstance(store, Store)
-
-
-def test_values_read_back_exactly_with_nan_and_none_where_missing(store: InfluxStore) -> None:
-    points = [
-        Point(
-            "telemetry",
-            FILLER,
-            {"temp": 4.2, "count": 19271, "door_open": False, "product": "milk 1L"},
-            T0,
-        ),
-        Point("telemetry", FILLER, {"temp": 0.1 + 0.2, "temp__quality": "uncertain"}, T0 + 1),
-        Point("telemetry", FILLER, {"count": 2**53 + 1, "door_open": True}, T0 + SECOND),
-        Point(
-            "telemetry",
-            FILLER,
-            {"product": 'yoghurt "greek" 500g', "vibration": -0.0},
-            T0 + 2 * SECOND,
-        ),
-    ]
-    assert store.write_points(points) == 4
-    block = read(store, ["temp", "count", "door_open", "product", "temp__quality", "never_written"])
-
-    assert block.time_ns.dtype == np.int64
-    assert block.time_ns.tolist() == [T0, T0 + 1, T0 + SECOND, T0 + 2 * SECOND]
-    fields = block.fields
-    assert list(fields) == [
-        "temp",
-        "count",
-        "door_open",
-        "product",
-        "temp__quality",
-        "never_written",
-    ]
-    np.testing.assert_array_equal(fields["temp"], [4.2, 0.1 + 0.2, np.nan, np.nan])
-    # Integers come back as float64: 2**53 + 1 is the first one that cannot be held exactly.
-    np.testing.assert_array_equal(fields["count"], [19271.0, np.nan, float(2**53), np.nan])
-    np.testing.assert_array_equal(fields["door_open"], [0.0, np.nan, 1.0, np.nan])
-    assert fields["product"].dtype == object
-    assert fields["product"].tolist() == ["milk 1L", None, None, 'yoghurt "greek" 500g']
-    assert fields["temp__quality"].tolist() == [None, "uncertain", None, None]
-    assert fields["never_written"].dtype == np.float64
-    assert np.isnan(fields["never_written"]).all()
-    assert all(len(column) == len(block) for column in fields.values())
-
-
-def test_only_points_with_a_requested_field_come_back(store: InfluxStore) -> None:
-    store.write_points(
-        [
-            Point("telemetry", FILLER, {"temp": 4.0}, T0),
-            Point("telemetry", FILLER, {"pressure": 2.0}, T0 + SECOND),
-            Point("telemetry", FILLER, {"temp": 4.5, "pressure": 2.5}, T0 + 2 * SECOND),
-        ]
-    )
-    block = read(store, ["temp"])
-    assert block.time_ns.tolist() == [T0, T0 + 2 * SECOND]
-    np.testing.assert_array_equal(block.fields["temp"], [4.0, 4.5])
-
-
-def test_tags_match_exactly_and_keep_machines_apart(store: InfluxStore) -> None:
-    store.write_points(
-        [
-            Point("telemetry", FILLER, {"temp": 1.0}, T0),
-            Point("telemetry", CAPPER, {"temp": 2.0}, T0),
-            Point("telemetry", {**FILLER, "machine": "filler 2"}, {"temp": 3.0}, T0),
-        ]
-    )
-    np.testing.assert_array_equal(read(store, ["temp"]).fields["temp"], [1.0])
-    np.testing.assert_array_equal(read(store, ["temp"], CAPPER).fields["temp"], [2.0])
-    assert len(read(store, ["temp"], {**FILLER, "machine": "fill"})) == 0
-
-
-TRICKY_TAGS = {
-    "site": "Bình Dương 🏭",
-    "area": "dairy, chilled",
-    "line": 'line "A" = 1',
-    "machine": "O'Brien's filler\\2",
-    "plant room": "温度 room",
-}
-
-
-def test_tricky_names_read_back(store: InfluxStore) -> None:
-    fields = {"product temp, °C": 4.25, 'say "hi"': "xin chào", "máy=1": 7}
-    store.write_points([Point("tele metry,x", TRICKY_TAGS, fields, T0)])
-    block = store.read("tele metry,x", list(fields), tags=TRICKY_TAGS, start_ns=T0, end_ns=T0 + 1)
-    assert block.time_ns.tolist() == [T0]
-    assert block.fields["product temp, °C"].tolist() == [4.25]
-    assert block.fields['say "hi"'].tolist() == ["xin chào"]
-    assert block.fields["máy=1"].tolist() == [7.0]
-    for key, value in TRICKY_TAGS.items():
-        assert store.tag_values("tele metry,x", key) == [value]
-    where = {"site": TRICKY_TAGS["site"], "line": TRICKY_TAGS["line"]}
-    assert store.tag_values("tele metry,x", "machine", where=where) == [TRICKY_TAGS["machine"]]
-
-
-def test_the_time_range_is_start_inclusive_end_exclusive(store: InfluxStore) -> None:
-    store.write_points([Point("telemetry", FILLER, {"temp": float(i)}, T0 + i) for i in range(5)])
-    block = read(store, ["temp"], start_ns=T0 + 1, end_ns=T0 + 3)
-    assert block.time_ns.tolist() == [T0 + 1, T0 + 2]
-    np.testing.assert_array_equal(block.fields["temp"], [1.0, 2.0])
-    assert len(read(store, ["temp"], start_ns=T0 + 2, end_ns=T0 + 2)) == 0
-    assert len(read(store, ["temp"], start_ns=T0 + 3, end_ns=T0 + 1)) == 0
-    assert len(read(store, ["temp"], start_ns=T0 + 5, end_ns=T0 + 10)) == 0
-
-
-def test_an_empty_result_still_holds_every_field(store: InfluxStore) -> None:
-    store.write_points([Point("telemetry", FILLER, {"temp": 1.0, "product": "milk"}, T0)])
-    block = read(store, ["temp", "product", "missing"], start_ns=0, end_ns=T0)
-    assert block.time_ns.dtype == np.int64 and len(block) == 0
-    assert list(block.fields) == ["temp", "product", "missing"]
-    assert block.fields["temp"].dtype == np.float64 and len(block.fields["temp"]) == 0
-    assert block.fields["product"].dtype == object and len(block.fields["product"]) == 0
-    nothing = store.read("no such measurement", ["x"], tags={}, start_ns=0, end_ns=T0)
-    assert len(nothing) == 0 and list(nothing.fields) == ["x"]
+# The contract every backend keeps (values, tags, time ranges, types) is in
+# test_store_conformance.py, which runs on this store too; here: what is InfluxDB's own.
 
 
 def test_a_large_read_comes_back_whole_through_many_chunks(
@@ -196,26 +84,6 @@ def test_a_large_read_comes_back_whole_through_many_chunks(
     assert block.fields["state"][:3].tolist() == ["idle", "run", "idle"]
     assert (block.fields["state"] == "run").sum() == count // 2
     assert documents == count // QUERY_CHUNK_ROWS
-
-
-def test_tag_values(store: InfluxStore) -> None:
-    store.write_points(
-        [
-            Point("telemetry", FILLER, {"temp": 1.0}, T0),
-            Point("telemetry", CAPPER, {"temp": 1.0}, T0),
-            Point(
-                "telemetry", {**FILLER, "line": "snacks", "machine": "bagger"}, {"temp": 1.0}, T0
-            ),
-        ]
-    )
-    assert store.tag_values("telemetry", "machine") == ["bagger", "capper", "filler"]
-    assert store.tag_values("telemetry", "machine", where={"line": "filling"}) == [
-        "capper",
-        "filler",
-    ]
-    assert store.tag_values("telemetry", "line", where={"machine": "bagger"}) == ["snacks"]
-    assert store.tag_values("telemetry", "machine", where={"line": "nope"}) == []
-    assert store.tag_values("no such measurement", "machine") == []
 
 
 # -- errors ---------------------------------------------------------------------------------
