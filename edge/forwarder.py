@@ -101,7 +101,7 @@ class Forwarder:
         client.on_lost = self._connection_lost
         self._lost = None
         will = (service_state_topic(self.site, self.edge_id), self._status("offline"))
-        await client.connect(clean_start=True, will=will, timeout_s=10.0)
+        await client.connect(will=will, timeout_s=10.0)
         self._client = client
         self.connected = True
         self.connects += 1

@@ -104,15 +104,14 @@ class Gateway:
 
     async def _connect(self) -> None:
         mqtt = self.site.mqtt
-        client = AsyncMqtt(mqtt, self._client_id(), manual_ack=True)
+        # A persistent session: the broker keeps what arrives while the gateway is away, and
+        # redelivers what it had sent but the gateway had not acknowledged.
+        client = AsyncMqtt(mqtt, self._client_id(), clean_start=False, manual_ack=True)
         client.on_message = self._queue.put_nowait
         client.on_ack = self._published
         client.on_lost = lambda reason: self._lost.set()
         self._lost.clear()
-        # A persistent session: the broker keeps what arrives while the gateway is away, and
-        # redelivers what it had sent but the gateway had not acknowledged.
         await client.connect(
-            clean_start=False,
             session_expiry_s=mqtt.session_expiry_s,
             receive_maximum=self.settings.receive_maximum,
             will=(service_state_topic(self.site.site.id, self.id), b'{"status": "offline"}'),

@@ -1,5 +1,10 @@
-"""MQTT 5 for every part of PlantWire: one place that configures paho (TLS, credentials, client
-id) and bridges its network thread to asyncio.
+"""MQTT for every part of PlantWire: one place that configures paho (protocol, TLS, credentials,
+client id) and bridges its network thread to asyncio.
+
+MQTT 5 is the default. ``protocol: "3.1.1"`` in the site's ``mqtt`` block serves brokers that speak
+only 3.1.1 (such as amqtt, the demo's embedded broker): clean start becomes clean session, and the
+MQTT 5 CONNECT properties (session expiry, receive maximum) are left out, so a persistent session
+lasts as long as the broker keeps it and the gateway's back-pressure bound is not sent.
 
 paho runs its own thread; its callbacks are handed to the event loop with
 ``call_soon_threadsafe``, so the rest of PlantWire only ever sees them in the loop's thread.
@@ -36,7 +41,11 @@ class MqttUnavailable(Exception):  # noqa: N818 - reads as the state it reports
 
 
 class AsyncMqtt:
-    """One MQTT 5 connection, used from an asyncio loop.
+    """One MQTT connection, used from an asyncio loop.
+
+    ``clean_start`` False asks the broker to keep the session (subscriptions and QoS>0 messages
+    queued for us) across connections. It is fixed here, not at :meth:`connect`, because MQTT
+    3.1.1's clean session is part of paho's client, not of its connect call.
 
     Set the callbacks before :meth:`connect`; they run in the loop's thread:
     ``on_ack(mid, ok)`` when a QoS>0 publish is acknowledged (``ok`` False if the broker refused
@@ -49,11 +58,14 @@ class AsyncMqtt:
         config: MqttConfig,
         client_id: str,
         *,
+        clean_start: bool = True,
         manual_ack: bool = False,
         max_inflight: int = 64,
     ) -> None:
         self.config = config
         self.client_id = client_id
+        self.clean_start = clean_start
+        self.mqtt5 = config.protocol == "5"
         self.on_ack: Callable[[int, bool], None] = lambda mid, ok: None
         self.on_message: Callable[[paho.MQTTMessage], None] = lambda message: None
         self.on_lost: Callable[[str], None] = lambda reason: None
@@ -63,7 +75,9 @@ class AsyncMqtt:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=paho.MQTTv5,
+            protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
+            # paho accepts clean_session only for 3.1.1; MQTT 5 sends clean start in connect().
+            clean_session=None if self.mqtt5 else clean_start,
             reconnect_on_failure=False,
             manual_ack=manual_ack,
         )
@@ -146,34 +160,33 @@ class AsyncMqtt:
     async def connect(
         self,
         *,
-        clean_start: bool = True,
         session_expiry_s: int = 0,
         receive_maximum: int | None = None,
         will: tuple[str, bytes] | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        """Connect and wait for the broker's CONNACK; raise MqttUnavailable with the reason."""
+        """Connect and wait for the broker's CONNACK; raise MqttUnavailable with the reason.
+
+        ``session_expiry_s`` and ``receive_maximum`` are MQTT 5 properties; over 3.1.1 they are
+        not sent.
+        """
         self._loop = asyncio.get_running_loop()
         self._connected = self._loop.create_future()
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = session_expiry_s
-        if receive_maximum is not None:
-            # At most this many unacknowledged QoS>0 messages from the broker: back-pressure.
-            properties.ReceiveMaximum = receive_maximum
+        options: dict[str, Any] = {"keepalive": self.config.keepalive_s}
+        if self.mqtt5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = session_expiry_s
+            if receive_maximum is not None:
+                # At most this many unacknowledged QoS>0 messages from the broker: back-pressure.
+                properties.ReceiveMaximum = receive_maximum
+            options.update(clean_start=self.clean_start, properties=properties)
         config = self.config
         try:
             # connect() blocks for the TCP (and TLS) handshake: keep it off the loop.
             await asyncio.wait_for(
-                asyncio.to_thread(
-                    self.client.connect,
-                    config.host,
-                    config.port,
-                    keepalive=config.keepalive_s,
-                    clean_start=clean_start,
-                    properties=properties,
-                ),
+                asyncio.to_thread(self.client.connect, config.host, config.port, **options),
                 timeout_s,
             )
             self.client.loop_start()

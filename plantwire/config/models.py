@@ -153,6 +153,8 @@ class MqttConfig(_Block):
 
     url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://localhost:1883"
     client_id_prefix: Annotated[str, _segment("client id prefix")] = "plantwire"
+    # "3.1.1" for brokers without MQTT 5 (session expiry and receive maximum are then not sent).
+    protocol: Literal["5", "3.1.1"] = "5"
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsFiles | None = None
