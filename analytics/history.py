@@ -47,6 +47,9 @@ class History:
     signals: list[str]
     time_ns: np.ndarray
     values: np.ndarray  # rows x signals
+    # Per signal, the time of its last sample in the range (before filling forward): how far
+    # each signal's data has arrived.
+    last_seen_ns: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.time_ns)
@@ -133,10 +136,21 @@ def load_history(
         np.asarray(~np.isnan(values).all(axis=0)) if len(values) else np.zeros(len(numeric), bool)
     )
     numeric = [n for n, keep in zip(numeric, seen.tolist(), strict=True) if keep]
-    values = fill_forward(values[:, seen])
+    values = values[:, seen]
+    last_seen = _last_seen(block.time_ns, values)
+    values = fill_forward(values)
     complete = ~np.isnan(values).any(axis=1)
     if not complete.any():
         raise HistoryError(
             f"{ref.path}: no history between the given times (read {len(block)} points)"
         )
-    return History(ref.path, numeric, block.time_ns[complete], values[complete])
+    return History(ref.path, numeric, block.time_ns[complete], values[complete], last_seen)
+
+
+def _last_seen(time_ns: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each column, the time of its last non-missing value (every column has one)."""
+    if not len(values):
+        return np.zeros(values.shape[1], dtype=np.int64)
+    present = ~np.isnan(values)
+    last_row = len(values) - 1 - np.argmax(present[::-1], axis=0)
+    return np.asarray(np.asarray(time_ns)[last_row])

@@ -7,6 +7,12 @@ starts afresh with the new model. A fresh stream is first shown the ``prime_s`` 
 it scores (not scored), so detectors with a long memory (lagged temperatures) start settled.
 Rows are scored in time order once each; a round that fails to read or write is retried from the
 same place the next time.
+
+Rows are scored only once every signal has arrived up to them. Poll groups arrive at different
+times, and after a link outage an edge's backlog comes minutes late: a row scored before then
+would carry stale (filled-forward) values for the late signals, which looks like a frozen sensor,
+and the late rows would never be scored. A signal that stays silent holds scoring back for at
+most ``max_lateness_s``; after that its rows are scored as they are (the silence is news).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from analytics.anomaly.base import Detector
 from analytics.anomaly.registry import ModelFileError, Registry
 from analytics.anomaly.stream import score_adapting
 from analytics.anomaly.threshold import Threshold
-from analytics.history import HistoryError, load_history
+from analytics.history import History, HistoryError, load_history
 from analytics.telemetry import MachineRef, line_machines
 from plantwire.config.models import SiteConfig
 from plantwire.lineprotocol import Point
@@ -74,12 +80,14 @@ class AnomalyScoring:
         *,
         lookback_s: float = 600.0,
         prime_s: float = 3600.0,
+        max_lateness_s: float = 600.0,
     ) -> None:
         self.site = site
         self.store = store
         self.registry = Registry(registry_path)
         self.lookback_ns = round(lookback_s * NS)
         self.prime_ns = round(prime_s * NS)
+        self.max_lateness_ns = round(max_lateness_s * NS)
         self.machines: dict[str, _Machine] = {}
         self.episodes = 0
         self._log_once = LogOnce(log)
@@ -178,6 +186,9 @@ class AnomalyScoring:
         if history.signals != machine.signals:
             log.warning("%s: signals missing from new data, waiting", machine.ref.path)
             return []
+        history = self._arrived(history, now_ns)
+        if not len(history):
+            return []  # some signal has not caught up yet
         scores = score_adapting(machine.detector, history.values, machine.threshold.value)
         alarms = machine.logic.update(scores)
         tags = {**machine.ref.tags, "model": f"v{machine.version}"}
@@ -195,6 +206,23 @@ class AnomalyScoring:
         ]
         machine.scored_until = int(history.time_ns[-1])
         return self._episodes(machine, history.time_ns, scores, alarms)
+
+    def _arrived(self, history: History, now_ns: int) -> History:
+        """The rows up to the watermark: the earliest of the signals' last arrivals, but no
+        further back than ``max_lateness_s`` before now."""
+        if history.last_seen_ns is None:
+            return history
+        watermark = max(int(history.last_seen_ns.min()), now_ns - self.max_lateness_ns)
+        keep = history.time_ns <= watermark
+        if keep.all():
+            return history
+        return History(
+            history.machine,
+            history.signals,
+            history.time_ns[keep],
+            history.values[keep],
+            history.last_seen_ns,
+        )
 
     def _episodes(
         self, machine: _Machine, times: np.ndarray, scores: np.ndarray, alarms: np.ndarray

@@ -256,3 +256,64 @@ def test_the_service_scores_with_the_promoted_model_and_alerts_once_per_episode(
     kinds = [json.loads(m)["event"] for t, m, _ in received.messages if t == f"{topic}/events"]
     assert kinds == ["raised", "cleared"]
     assert [s["active"] for s in states] == [True, False]
+
+
+def test_rows_are_scored_once_every_signal_has_arrived(
+    tmp_path: Path, influxd: Influxd, influx: InfluxClient
+) -> None:
+    """An edge's backlog arrives late after an outage: its rows wait (up to max lateness), and
+    are scored once, when they have arrived, not earlier with stale values."""
+    registry = tmp_path / "models"
+    config = yaml.safe_load(site_file(tmp_path, influxd, influx.database).read_text())
+    config["analytics"] = {"registry_path": str(registry), "health_port": 0}
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump(config))
+    site = load_site(path)
+    assert site.influxdb is not None
+    end = T0 + HOURS * 3600
+    late_from = end - 300  # bearing_temp of the last 5 minutes is still on its way
+    points = telemetry()
+    on_time = [
+        p._replace(fields={k: v for k, v in p.fields.items() if k != "bearing_temp"})
+        if p.ts_ns >= late_from * NS
+        else p
+        for p in points
+    ]
+    late = [
+        p._replace(fields={"bearing_temp": p.fields["bearing_temp"]})
+        for p in points
+        if p.ts_ns >= late_from * NS
+    ]
+    train = [
+        "train", "--config", str(path), "--machine", MACHINE, "--registry", str(registry),
+        "--from", "2026-11-16T00:00Z", "--to", "2026-11-16T03:00Z", "--promote",
+    ]  # fmt: skip
+    with InfluxStore(site.influxdb) as store:
+        store.write_points(on_time)
+        assert main(train) == 0
+        service = AnalyticsService(site, store, clock=lambda: end * NS)
+        service.anomaly.lookback_ns = 3600 * NS
+        service.run_once()
+        first = influx.rows("SELECT score FROM anomaly")
+        assert len(first) == 3600 - 1 - 300  # up to the last row every signal has reached
+        assert first[-1]["time"] == (late_from - 1) * NS
+        store.write_points(late)
+        service.run_once()
+    rows = influx.rows("SELECT score FROM anomaly")
+    assert len(rows) == 3599  # the late rows are scored now, each once
+    assert [r["time"] for r in rows] == [(end - 3600 + 1 + i) * NS for i in range(3599)]
+
+
+def test_a_silent_signal_holds_scoring_back_for_max_lateness_only() -> None:
+    from analytics.anomaly.scoring import AnomalyScoring
+    from analytics.history import History
+
+    scoring = AnomalyScoring.__new__(AnomalyScoring)
+    scoring.max_lateness_ns = 600 * NS
+    times = np.arange(0, 3600, dtype=np.int64) * NS
+    history = History(
+        MACHINE, ["a", "b"], times, np.zeros((3600, 2)), np.array([3599 * NS, 100 * NS])
+    )
+    # "b" went quiet at 100 s: rows wait for it until they are 600 s old, then are scored.
+    assert scoring._arrived(history, now_ns=3600 * NS).time_ns[-1] == 3000 * NS
+    assert len(scoring._arrived(history, now_ns=10_000 * NS)) == 3600
