@@ -160,8 +160,11 @@ class Forwarder:
     def _send(self, batch: OutgoingBatch) -> None:
         client = self._client
         assert client is not None
-        mid = client.publish(data_topic(batch.asset), batch.payload, qos=self.mqtt_config.qos)
+        mid = client.publish(self._data_topic(batch.asset), batch.payload, qos=self.mqtt_config.qos)
         self._inflight[mid] = batch
+
+    def _data_topic(self, asset: AssetPath) -> str:
+        return data_topic(asset)
 
     def _acked(self, mid: int, ok: bool) -> None:
         batch = self._inflight.pop(mid, None)
@@ -179,7 +182,7 @@ class Forwarder:
                 "broker refused batch %d for %s (not authorized for %s?); kept for a later retry",
                 batch.seq,
                 batch.asset,
-                data_topic(batch.asset),
+                self._data_topic(batch.asset),
             )
         self._wake.set()
 

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.ack import AckTracker, Delivery
-from gateway.intake import DeadLetter, Intake, dead_letter
+from gateway.intake import DeadLetter, Intake, Processed, dead_letter
 from gateway.pipeline import PipelinePoints
+from gateway.sparkplug_host import SparkplugIngest, SparkplugResult
+from gateway.sparkplug_state import HostStateLink
 from gateway.spool import Spool
 from gateway.writer import InfluxUnauthorizedError, LineWriter, Writer
 from plantwire.backoff import Backoff
@@ -27,6 +29,7 @@ from plantwire.logs import LogOnce
 from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
 from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
 from plantwire.names import check_segment
+from plantwire.sparkplug_topics import sparkplug_subscription
 from plantwire.topics import (
     data_subscription,
     parse_service_topic,
@@ -65,6 +68,19 @@ class Gateway:
         path = spool_path or settings.spool_path or Path(f"plantwire-gateway-{self.id}.db")
         self.spool = Spool(path, max_bytes=int(settings.spool_max_mb * 1_000_000))
         self.intake = Intake(max_payload_bytes=site.mqtt.max_payload_bytes, site=site.site.id)
+        # The Sparkplug B host application, beside the native format (docs/sparkplug.md).
+        self.sparkplug: SparkplugIngest | None = None
+        self.host_state: HostStateLink | None = None
+        self._subscribed = asyncio.Event()
+        if site.sparkplug is not None and site.sparkplug.host:
+            self.sparkplug = SparkplugIngest(
+                site.site.id,
+                max_payload_bytes=site.mqtt.max_payload_bytes,
+                state_path=path.with_name(path.name + ".sparkplug.json"),
+            )
+            self.host_state = HostStateLink(
+                site.mqtt, host_id=site.sparkplug.host_id, group_id=site.sparkplug_group
+            )
         self.tracker = AckTracker(self._ack)
         self.registry = Registry()
         self._latency = Histogram(
@@ -124,6 +140,10 @@ class Gateway:
         await client.subscribe(
             service_subscription(self.site.site.id, self.settings.shared_group), qos=1
         )
+        if self.sparkplug is not None:
+            # Never a shared subscription: seq and aliases are tracked per node, in order.
+            await client.subscribe(sparkplug_subscription(self.site.sparkplug_group), qos=1)
+            self._subscribed.set()
         client.publish(
             service_state_topic(self.site.site.id, self.id), b'{"status": "online"}', retain=True
         )
@@ -171,7 +191,10 @@ class Gateway:
                     self.writer.add(self._encoder.lines(points), delivery)
                 self.tracker.release(delivery)
                 continue
-            result = self.intake.process(message.topic, message.payload)
+            if self.sparkplug is not None and message.topic.startswith("spBv1.0/"):
+                result = self._sparkplug(self.sparkplug.process(message.topic, message.payload))
+            else:
+                result = self.intake.process(message.topic, message.payload)
             self.messages += 1
             self.samples += result.samples
             self.rejected_samples += result.rejected
@@ -182,6 +205,11 @@ class Gateway:
             self.tracker.release(delivery)
             # Queue.get does not yield while messages wait: let the writes and acks run.
             await asyncio.sleep(0)
+
+    def _sparkplug(self, result: SparkplugResult) -> Processed:
+        if result.rebirth is not None and self.host_state is not None:
+            self.host_state.request_rebirth(result.rebirth)
+        return result.processed
 
     async def _session(self) -> None:
         """One MQTT connection: consume until it is lost."""
@@ -231,6 +259,10 @@ class Gateway:
         ]
         if self.settings.pipeline_interval_s > 0:
             tasks.append(asyncio.create_task(self._report_loop(), name="pipeline report"))
+        if self.host_state is not None:
+            tasks.append(
+                asyncio.create_task(self.host_state.run(self._subscribed), name="sparkplug state")
+            )
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -291,6 +323,8 @@ class Gateway:
         return False
 
     async def _stop(self) -> None:
+        if self.host_state is not None:
+            await self.host_state.stop()
         client, self._client = self._client, None
         if client is not None and client.connected:
             client.publish(

@@ -163,17 +163,19 @@ class AsyncMqtt:
         session_expiry_s: int = 0,
         receive_maximum: int | None = None,
         will: tuple[str, bytes] | None = None,
+        will_retain: bool = True,
         timeout_s: float = 10.0,
     ) -> None:
         """Connect and wait for the broker's CONNACK; raise MqttUnavailable with the reason.
 
         ``session_expiry_s`` and ``receive_maximum`` are MQTT 5 properties; over 3.1.1 they are
-        not sent.
+        not sent. The ``will`` (topic, payload) goes out at QoS 1, retained unless
+        ``will_retain`` is False (a Sparkplug NDEATH must not be retained).
         """
         self._loop = asyncio.get_running_loop()
         self._connected = self._loop.create_future()
         if will is not None:
-            self.client.will_set(will[0], will[1], qos=1, retain=True)
+            self.client.will_set(will[0], will[1], qos=1, retain=will_retain)
         options: dict[str, Any] = {"keepalive": self.config.keepalive_s}
         if self.mqtt5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

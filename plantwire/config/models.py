@@ -606,6 +606,8 @@ class EdgeNode(_Block):
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9101  # 0 turns the endpoint off
     # Counters published to services/<id>/stats for the pipeline board; 0 turns them off.
     stats_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # "sparkplug": publish as a Sparkplug B edge node (needs the site's sparkplug block).
+    payload: Literal["native", "sparkplug"] = "native"
 
 
 class GatewayConfig(_Block):
@@ -644,6 +646,18 @@ class AnalyticsConfig(_Block):
     registry_path: Path = Path("plantwire-models")  # anomaly models (plantwire train / models)
 
 
+class SparkplugConfig(_Block):
+    """Sparkplug B on this site: the group its edge nodes publish in, and the primary host
+    application (the gateway) whose STATE they wait for before their births."""
+
+    group_id: Annotated[str, _segment("Sparkplug group id")] | None = None  # default: site id
+    host_id: Annotated[str, _segment("Sparkplug host id")] = "plantwire"
+    # The gateway acts as the host application: it ingests spBv1.0/<group>/#.
+    host: bool = True
+    # Edge nodes publish births and data only while the host's STATE says online.
+    wait_for_host: bool = True
+
+
 class SqliteConfig(_Block):
     """The embedded store: one SQLite file, for a demo or a small site without InfluxDB."""
 
@@ -658,6 +672,7 @@ class SiteConfig(_Block):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     influxdb: InfluxConfig | None = None
     sqlite: SqliteConfig | None = None  # the embedded store, when there is no influxdb block
+    sparkplug: SparkplugConfig | None = None  # Sparkplug B beside the native format
     shifts: list[Shift] = Field(default_factory=list)
     edge_nodes: list[EdgeNode] = Field(default_factory=lambda: [EdgeNode(id="edge")], min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
@@ -668,7 +683,19 @@ class SiteConfig(_Block):
     def _one_store(self) -> SiteConfig:
         if self.influxdb is not None and self.sqlite is not None:
             raise ValueError("give either an influxdb or a sqlite block, not both")
+        sparkplug_nodes = [n.id for n in self.edge_nodes if n.payload == "sparkplug"]
+        if sparkplug_nodes and self.sparkplug is None:
+            raise ValueError(
+                f"edge node(s) {', '.join(sparkplug_nodes)} publish Sparkplug B "
+                "but the site has no sparkplug block"
+            )
         return self
+
+    @property
+    def sparkplug_group(self) -> str:
+        """The Sparkplug group id: the sparkplug block's, or the site id."""
+        block = self.sparkplug
+        return (block.group_id if block else None) or self.site.id
 
     def machines(self) -> list[tuple[Area, Line, Machine]]:
         return [

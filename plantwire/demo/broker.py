@@ -28,6 +28,7 @@ class EmbeddedBroker:
 
         # amqtt logs every connection at INFO: the demo's own log lines matter more.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
+        logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
             "plugins": {
