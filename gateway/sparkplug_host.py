@@ -39,7 +39,7 @@ from plantwire.codec.sparkplug import (
     to_plantwire_value,
 )
 from plantwire.errors import InvalidNameError, PayloadError, TopicError
-from plantwire.lineprotocol import LineEncoder, batch_lines
+from plantwire.lineprotocol import TELEMETRY_MEASUREMENT, LineEncoder, batch_lines
 from plantwire.model import AssetPath, Batch, Sample, sample_problem
 from plantwire.names import QUALITY_SUFFIX
 from plantwire.sparkplug_topics import MessageType, SparkplugTopic, parse_topic
@@ -336,7 +336,7 @@ class SparkplugIngest:
         ms = message.timestamp or time.time_ns() // NS_PER_MS
         fields: dict[str, str] = {name + QUALITY_SUFFIX: STALE for name in names}
         series = self.encoder.series(
-            "telemetry",
+            TELEMETRY_MEASUREMENT,
             {"site": asset.site, "area": asset.area, "line": asset.line, "machine": asset.machine},
         )
         return self.encoder.rows([(series, fields, ms * NS_PER_MS)])
