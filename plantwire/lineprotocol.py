@@ -8,7 +8,8 @@ ones InfluxDB reads back unchanged (checked against a real influxd in the tests)
 * tag keys, tag values and field keys: ``,``, ``=`` and space are escaped;
 * names may hold a backslash, except where InfluxDB versions disagree on how to read it back
   (see :mod:`plantwire.names`); ``time``, ``_field`` and ``_measurement`` are refused as keys;
-* string field values are quoted, with ``"`` and ``\\`` escaped; newlines are kept;
+* string field values are quoted, with ``"`` and ``\\`` escaped; newlines are kept; a lone
+  surrogate (text with no UTF-8 form) is refused here and, by :mod:`plantwire.names`, in names;
 * integers get an ``i`` suffix and must fit in 64 bits; booleans are ``true``/``false``;
 * floats are written in their shortest round-trip form; NaN and ±inf are refused, since
   InfluxDB cannot store them;
@@ -111,10 +112,23 @@ def format_field_value(value: object) -> str:
         return "true" if value else "false"
     if kind is str:
         text: str = value  # type: ignore[assignment]
+        if not text.isascii():  # isascii is O(1) for str; only other text is encoded to check it
+            _check_unicode(text, "string field value")
         if len(text) > MAX_STRING_BYTES // 4 and len(text.encode()) > MAX_STRING_BYTES:
             raise LineProtocolError(f"string field value is longer than {MAX_STRING_BYTES} bytes")
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return _format_foreign(value)
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """Refuse a lone surrogate: it has no UTF-8 form, so the body could not be encoded."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise LineProtocolError(
+            f"{what} {text[max(0, exc.start - 10) : exc.end + 10]!r} is not valid Unicode "
+            "(it holds a lone surrogate)"
+        ) from None
 
 
 def _format_foreign(value: object) -> str:
@@ -216,7 +230,7 @@ class LineEncoder:
                 ]
             )
         except LineProtocolError as exc:
-            raise LineProtocolError(f"{exc} (fields {', '.join(map(str, fields))})") from None
+            raise LineProtocolError(f"{exc} (fields {', '.join(map(repr, fields))})") from None
 
     def line(self, series: str, fields: Mapping[str, object], ts_ns: int) -> str:
         """One complete line for an already escaped series."""

@@ -37,6 +37,7 @@ RESERVED_AREA_IDS = frozenset({"alerts", "deadletter", "services"})
 QUALITY_SUFFIX = "__quality"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _AMBIGUOUS_BACKSLASH = re.compile(r'\\(?=[\\ ,="]|$)')
 _TOPIC_FORBIDDEN = re.compile(r"[/+#]")
 
@@ -59,6 +60,8 @@ def check_influx_name(name: object, what: str = "name") -> str:
         raise InvalidNameError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
     if _CONTROL.search(name):
         raise InvalidNameError(f"{what} {name!r} contains a control character")
+    if not name.isascii() and _SURROGATE.search(name):  # no UTF-8 form: no topic, no line
+        raise InvalidNameError(f"{what} {name!r} is not valid Unicode (it holds a lone surrogate)")
     if name != name.strip():
         raise InvalidNameError(f"{what} {name!r} starts or ends with white space")
     if _AMBIGUOUS_BACKSLASH.search(name):

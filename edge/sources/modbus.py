@@ -273,15 +273,11 @@ class ModbusSourceDriver:
     def _value(
         self, planned: PlannedTag, request: ReadRequest, chunk: list[int]
     ) -> tuple[Value, Quality]:
-        tag = planned.tag
-        if tag.table.is_bit:
-            result: tuple[Value, Quality] = (bool(chunk[0]), Quality.GOOD)
-        else:
-            try:
-                result = tag_value(tag, self._tags[planned.key].order, chunk)
-            except RegisterDecodeError as exc:
-                self._problem(planned, request, str(exc))
-                return None, Quality.BAD
+        try:  # a short answer (fewer bits or registers than asked for) is a decode problem
+            result = tag_value(planned.tag, self._tags[planned.key].order, chunk)
+        except RegisterDecodeError as exc:
+            self._problem(planned, request, str(exc))
+            return None, Quality.BAD
         if self._once.bad_keys:
             self._recovered(planned)
         return result

@@ -27,7 +27,7 @@ _STRUCTS = {
 
 
 class RegisterDecodeError(ValueError):
-    """Registers that do not hold a value of the tag's type (wrong count)."""
+    """Registers (or bits) that do not hold a value of the tag's type (wrong count)."""
 
 
 _WORD_SWAP = (ByteOrder.CDAB, ByteOrder.DCBA)
@@ -70,12 +70,21 @@ def decode_registers(registers: list[int], kind: DataType, order: ByteOrder) -> 
 
 
 def tag_value(tag: ModbusTag, order: ByteOrder, registers: list[int]) -> tuple[Value, Quality]:
-    """The engineering value of a register tag: decoded, then ``raw * scale + offset``.
+    """The engineering value of a tag: decoded, then ``raw * scale + offset``.
 
     Integers stay integers when there is no scale or offset; NaN and infinities from a float
     register become a bad-quality sample without a value (sensors report faults that way), and an
-    unsigned 64-bit value beyond what InfluxDB stores becomes an uncertain float.
+    unsigned 64-bit value beyond what InfluxDB stores becomes an uncertain float. A coil or
+    discrete input is its one bit. A device that answers with fewer registers or bits than the
+    tag needs gives a :class:`RegisterDecodeError`, strings and bits included.
     """
+    if len(registers) != tag.count:
+        unit = "bits" if tag.table.is_bit else "registers"
+        raise RegisterDecodeError(
+            f"{len(registers)} {unit} where a {tag.data_type} tag needs {tag.count}"
+        )
+    if tag.table.is_bit:
+        return bool(registers[0]), Quality.GOOD
     raw = decode_registers(registers, tag.data_type, order)
     if isinstance(raw, str):
         return raw, Quality.GOOD

@@ -1,11 +1,12 @@
 """Edge building blocks on their own: register decoding, request coalescing, report by exception,
-the disk buffer and backoff."""
+the disk buffer, the forwarder's send time and backoff."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.buffer import DiskBuffer
+from edge.forwarder import Forwarder
 from edge.rbe import ReportByException, TagPolicy
 from edge.sources.coalesce import PlannedTag, plan_requests
 from edge.sources.modbus_codec import RegisterDecodeError, decode_registers, tag_value
 from plantwire.backoff import Backoff
 from plantwire.codec import decode_batch
-from plantwire.config.models import ByteOrder, DataType, DeadbandKind, ModbusTag
+from plantwire.config.models import ByteOrder, DataType, DeadbandKind, ModbusTag, MqttConfig
 from plantwire.model import AssetPath, Quality, Sample
 
 ORDERS = list(ByteOrder)
@@ -255,6 +257,41 @@ def test_disk_buffer_drops_the_oldest_when_full(tmp_path: Path) -> None:
     assert buffer.dropped_samples == 200 - buffer.samples
     kept = [s.ts_ns for b in buffer.take(1000, 10) for s in decode_batch(b.payload).batch.samples]
     assert kept == list(range(200 - len(kept), 200))  # the newest survive
+
+
+class RecordingClient:
+    """Stands in for the MQTT client: keeps what the forwarder publishes."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, **options: object) -> int:
+        self.published.append((topic, payload))
+        return len(self.published)
+
+
+def test_every_batch_is_stamped_with_the_wall_clock_when_it_is_published(tmp_path: Path) -> None:
+    buffer = DiskBuffer(tmp_path / "edge.db", "edge-1", max_bytes=10**8)
+    buffer.append(A, [Sample(5, "x", 1.0)])  # a sample time that has nothing to do with now
+    buffer.flush()
+    forwarder = Forwarder(
+        buffer, MqttConfig(), edge_id="edge-1", site=A.site, assets=[A], max_samples=10,
+        max_latency_s=0.1,
+    )  # fmt: skip
+    client = RecordingClient()
+    forwarder._client = client  # type: ignore[assignment]
+    (batch,) = buffer.take(10, 1)
+    before = time.time_ns()
+    forwarder._send(batch)
+    time.sleep(0.01)
+    middle = time.time_ns()
+    forwarder._send(buffer.in_flight()[0])  # resent after a reconnection: stamped afresh
+    after = time.time_ns()
+    first, again = (decode_batch(payload).batch for _, payload in client.published)
+    assert first.sent_ns is not None and again.sent_ns is not None
+    assert before <= first.sent_ns <= middle <= again.sent_ns <= after
+    assert first.samples == again.samples == [Sample(5, "x", 1.0)]
+    assert decode_batch(batch.payload).batch.sent_ns is None  # the stored form has no send time
 
 
 def test_backoff_grows_with_jitter_and_caps() -> None:
