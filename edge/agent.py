@@ -283,6 +283,11 @@ class EdgeAgent:
         Gauge(
             registry, "plantwire_edge_mqtt_connected", "1 while connected to the broker."
         ).set_function(lambda: float(self.forwarder.connected))
+        CounterFunction(
+            registry,
+            "plantwire_edge_mqtt_connect_failures_total",
+            "Connection attempts the broker refused or did not answer (TLS, login, network).",
+        ).set_function(lambda: self.forwarder.connect_failures)
         Gauge(
             registry, "plantwire_edge_reads_per_second", "Samples read per second, last 10 s."
         ).set_function(self.reads_per_second)

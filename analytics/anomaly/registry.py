@@ -11,8 +11,9 @@ Layout::
 
 A model file cannot run code when loaded: skops rebuilds only the types it is told to trust,
 and PlantWire trusts an explicit list (:data:`TRUSTED_TYPES`). A file whose bytes changed since
-it was saved (its SHA-256 no longer matches the metadata) or that holds any other type is refused
-with :class:`ModelFileError`.
+it was saved (its SHA-256 no longer matches the metadata), that holds any other type, or whose
+trusted types do not hold a model PlantWire could have saved (a tree whose indices point outside
+it, say) is refused with :class:`ModelFileError`.
 """
 
 from __future__ import annotations
@@ -188,7 +189,11 @@ class Registry:
         name = state.get("detector") if isinstance(state, dict) else None
         if name not in DETECTORS:
             raise ModelFileError(f"{path}: unknown detector {name!r}")
-        detector = DETECTORS[name].from_state(state)
+        try:
+            detector = DETECTORS[name].from_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Only trusted types, but not in the shape PlantWire saves: damaged or crafted.
+            raise ModelFileError(f"{path}: not a valid {name} model ({exc}): refused") from exc
         record = chosen.metadata["threshold"]
         threshold = Threshold(
             float(record["value"]), str(record["method"]), float(record["margin"])

@@ -207,7 +207,8 @@ async def _secure(client: Client, security: OpcuaSecurity) -> None:
     if not matching:
         offered = sorted(
             {
-                f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]} {ep.SecurityMode.name}"
+                # asyncua names the mode None_ (None is a Python keyword); say it as OPC UA does.
+                f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]} {ep.SecurityMode.name.rstrip('_')}"
                 for ep in endpoints
             }
         )

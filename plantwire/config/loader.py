@@ -144,8 +144,8 @@ def _read_secret_file(
     try:
         with secret_path.open("rb") as handle:
             content = handle.read(_MAX_SECRET_FILE + 1)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte or a lone surrogate in the path
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         return [doc.issue(child, f"cannot read secret file {str(secret_path)!r}: {reason}")]
     if len(content) > _MAX_SECRET_FILE:
         return [doc.issue(child, f"secret file {str(secret_path)!r} is larger than 64 KiB")]
@@ -193,7 +193,10 @@ def _translate(doc: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
         and isinstance(given, str | int | float | bool)
         and kind not in ("value_error", "assertion_error")
     ):
-        message += f" (got {given!r})"
+        # A value from the environment is named, not shown: whether a variable holds a secret
+        # is not ours to know, and a variable wired to the wrong key must not print its value.
+        name = doc.env_names.get(path)
+        message += f" (got the value of ${name})" if name else f" (got {given!r})"
     return doc.issue(path, message)
 
 

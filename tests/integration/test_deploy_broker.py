@@ -3,32 +3,19 @@ wrong-password clients and keeps each site's clients to that site's topics."""
 
 from __future__ import annotations
 
-import re
-import subprocess
+import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import missing_server
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
-from pw_deploy import (
-    DEPLOY,
-    LOGIN_REFUSED,
-    ROLES,
-    SITE_A,
-    SITE_B,
-    add_site,
-    tool,
-)
+from pw_deploy import LOGIN_REFUSED, SITE_A, SITE_B, DeployedBroker, deployed_broker
 
 from plantwire.model import AssetPath
-from plantwire.testing.servers import Mosquitto, ServerMissingError, free_port
 from plantwire.topics import (
     alert_topic,
     data_subscription,
@@ -41,82 +28,12 @@ from plantwire.topics import (
 )
 
 
-def broker_config(text: str, *, port: int, root: Path) -> str:
-    """deploy's mosquitto.conf as a test runs it: the container's three path prefixes moved under
-    ``root`` and the TLS listener on a free loopback port. Everything else stays as shipped."""
-    listeners = re.findall(r"^listener .*$", text, flags=re.MULTILINE)
-    assert listeners == ["listener 8883"], f"expected the one TLS listener, found {listeners}"
-    text = text.replace("listener 8883", f"listener {port} 127.0.0.1")
-    for prefix, folder in (
-        ("/mosquitto/config/", "config"),
-        ("/mosquitto/data/", "data"),
-        ("/run/secrets/", "secrets"),
-    ):
-        text = text.replace(prefix, f"{root / folder}/")
-    left = re.findall(r"^\S+ /(?!" + re.escape(str(root).lstrip("/")) + r").*$", text, re.MULTILINE)
-    assert not left, f"paths the test does not know how to move: {left}"
-    # Debian's broker started as root drops to the 'mosquitto' user, which could not read the
-    # test's files; the container runs it as that user anyway.
-    return "user root\n" + text
-
-
-@dataclass(frozen=True)
-class DeployedBroker:
-    port: int
-    tls: Path  # the certificates make-certs.sh made: ca.crt, client.crt, client.key, ...
-    passwords: Mapping[str, str]  # MQTT user -> password
-
-    def password(self, role: str, site: str) -> str:
-        return self.passwords[f"{role}-{site}"]
-
-
-class DeployMosquitto(Mosquitto):
-    """Debian's mosquitto running a given config file instead of the harness's own."""
-
-    def __init__(self, workdir: Path, port: int, config_text: str) -> None:
-        super().__init__(workdir, port=port, anonymous=False, default_listener=False)
-        self._deployed_config = config_text
-
-    def _config_text(self) -> str:
-        return self._deployed_config
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedBroker]:
     """deploy/mosquitto with certificates from deploy/certs/make-certs.sh, a password for every
     role of sites A and B, and the ACL extended by a second site."""
-    root = tmp_path_factory.mktemp("deployed-broker")
-    make_certs, passwd = str(DEPLOY / "certs" / "make-certs.sh"), tool("mosquitto_passwd")
-    tool("openssl")
-    tls = root / "secrets"
-    for args in (
-        ["ca"],
-        ["server", "broker", "DNS:localhost", "IP:127.0.0.1"],
-        ["client", "client"],
-    ):
-        subprocess.run([make_certs, "-o", str(tls), *args], check=True, capture_output=True)
-
-    passwords = {f"{role}-{site}": uuid.uuid4().hex for role in ROLES for site in (SITE_A, SITE_B)}
-    password_file = tls / "mosquitto-passwd"
-    for number, (user, password) in enumerate(passwords.items()):
-        create = ["-c"] if number == 0 else []
-        subprocess.run([passwd, "-b", *create, str(password_file), user, password], check=True)
-
-    (root / "config").mkdir()
-    (root / "data").mkdir()
-    acl = (DEPLOY / "mosquitto" / "acl").read_text()
-    (root / "config" / "acl").write_text(add_site(acl, SITE_A, SITE_B))
-    port = free_port()
-    config = broker_config(
-        (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), port=port, root=root
-    )
-    try:
-        server = DeployMosquitto(root / "run", port, config)
-    except ServerMissingError as exc:
-        missing_server(exc)
-        raise  # unreachable: missing_server always raises
-    with server:
-        yield DeployedBroker(port, tls, passwords)
+    with deployed_broker(tmp_path_factory.mktemp("deployed-broker")) as running:
+        yield running
 
 
 # -- an MQTT client that records the broker's answers ---------------------------------------------
@@ -218,9 +135,9 @@ class Session:
         self._wait(lambda: mid in self._subacks, f"SUBACK for {topic_filter}")
         return self._subacks[mid]
 
-    def publish(self, topic: str, payload: bytes) -> str:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> str:
         """Publish at QoS 1 and return the broker's PUBACK reason."""
-        info = self.client.publish(topic, payload, qos=1)
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         self._wait(lambda: info.mid in self._pubacks, f"PUBACK for {topic}")
         return self._pubacks[info.mid]
 
@@ -230,6 +147,10 @@ class Session:
     def payloads(self) -> list[bytes]:
         with self._changed:
             return [payload for _, payload in self.messages]
+
+    def topics(self) -> list[str]:
+        with self._changed:
+            return [topic for topic, _ in self.messages]
 
     def close(self) -> None:
         # DISCONNECT first: the network thread then ends at once instead of at its next wake-up.
@@ -250,12 +171,20 @@ def login(broker: DeployedBroker, role: str, site: str) -> Session:
     return session
 
 
-def publish_as(broker: DeployedBroker, role: str, site: str, topic: str, payload: bytes) -> str:
+def publish_as(
+    broker: DeployedBroker,
+    role: str,
+    site: str,
+    topic: str,
+    payload: bytes,
+    *,
+    retain: bool = False,
+) -> str:
     """Publish once at QoS 1 as user <role>-<site> on a connection of its own; return the PUBACK
     reason. Mosquitto 2.0 closes a client's connection after refusing one of its publishes
     (eclipse-mosquitto issue #2579), so every attempt gets a fresh connection."""
     with login(broker, role, site) as session:
-        return session.publish(topic, payload)
+        return session.publish(topic, payload, retain=retain)
 
 
 def machine(site: str) -> AssetPath:
@@ -402,3 +331,76 @@ def test_each_role_publishes_and_reads_what_the_topic_tree_gives_it(
         for payload in for_gateway:
             gateway.wait_for(payload)
         assert set(gateway.payloads()) == for_gateway
+
+
+@pytest.mark.servers
+def test_no_client_of_one_site_reads_another_sites_messages(broker: DeployedBroker) -> None:
+    """Reading is kept apart as well as writing: every role of site A subscribes as widely as it
+    can (all of site B, every site at once, the whole tree, a shared subscription) and receives
+    nothing of site B -- neither what B retained before nor what B sends while A listens."""
+    theirs, ours = machine(SITE_B), machine(SITE_A)
+    # Retained before anyone of site A subscribes: a new subscription is handed the retained
+    # messages it matches, and the broker must hold those to the ACL as well.
+    retained = {
+        ("edge", state_topic(theirs)): marker("B machine state"),
+        ("edge", service_state_topic(SITE_B, "edge-b")): marker("B edge state"),
+        ("analytics", alert_topic(theirs)): marker("B alert"),
+    }
+    live = {
+        ("edge", data_topic(theirs)): marker("B telemetry"),
+        ("edge", service_stats_topic(SITE_B, "edge-b")): marker("B edge stats"),
+        ("gateway", deadletter_topic(SITE_B, "edge-b")): marker("B dead letter"),
+        ("gateway", service_state_topic(SITE_B, "gw-b")): marker("B gateway state"),
+        ("analytics", alert_topic(theirs) + "/events"): marker("B alert event"),
+    }
+    everything = ["#", "plantwire/v1/+/#", f"plantwire/v1/{SITE_B}/#"]
+    filters = {
+        "edge": [*everything, data_subscription(SITE_B)],
+        "gateway": [
+            *everything,
+            data_subscription(SITE_B),
+            data_subscription(SITE_B, shared_group="gateways"),
+            service_subscription(SITE_B),
+            "plantwire/v1/+/+/+/+/data",
+        ],
+        "analytics": everything,
+        "viewer": everything,
+    }
+    try:
+        for (role, topic), payload in retained.items():
+            # Nobody listens yet: the broker keeps the message and says so (a success code).
+            answer = publish_as(broker, role, SITE_B, topic, payload, retain=True)
+            assert answer == "No matching subscribers"
+        with contextlib.ExitStack() as stack:
+            readers = {role: stack.enter_context(login(broker, role, SITE_A)) for role in filters}
+            their_viewer = stack.enter_context(login(broker, "viewer", SITE_B))
+            answers = {
+                (role, wanted): readers[role].subscribe(wanted)
+                for role, wanted_filters in filters.items()
+                for wanted in wanted_filters
+            }
+            assert their_viewer.subscribe(f"plantwire/v1/{SITE_B}/#") == ["Granted QoS 1"]
+            for (role, topic), payload in live.items():
+                assert publish_as(broker, role, SITE_B, topic, payload) == "Success"
+            # Positive controls: site B's own viewer got all of it, retained and live; then one
+            # message of site A reaches A's readers, after B's would have reached them too.
+            for payload in [*retained.values(), *live.values()]:
+                their_viewer.wait_for(payload)
+            last = marker("A telemetry")
+            assert publish_as(broker, "edge", SITE_A, data_topic(ours), last) == "Success"
+            readers["gateway"].wait_for(last)
+            readers["viewer"].wait_for(last)
+
+            # Mosquitto 2.0 grants such subscriptions and filters every message by the ACL;
+            # other releases may refuse them. Either way nothing of site B may arrive.
+            assert set(map(tuple, answers.values())) <= {("Granted QoS 1",), ("Not authorized",)}
+            leaked = {
+                role: [t for t in session.topics() if not t.startswith(f"plantwire/v1/{SITE_A}/")]
+                for role, session in readers.items()
+            }
+            assert leaked == {role: [] for role in filters}
+            # Edges and analytics read nothing at all over MQTT, not even their own site.
+            assert readers["edge"].topics() == readers["analytics"].topics() == []
+    finally:
+        for role, topic in retained:  # other tests share the broker: clear them
+            publish_as(broker, role, SITE_B, topic, b"", retain=True)

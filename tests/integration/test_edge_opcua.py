@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -367,6 +368,79 @@ def test_security_trust_and_identity(tmp_path: Path, caplog: pytest.LogCaptureFi
         chain = f"{error} {error.__cause__!r} {error.__cause__}"
         assert PASSWORD not in chain
     assert "ActivateSessionRequest" in caplog.text  # asyncua's DEBUG output was captured
+    assert PASSWORD not in caplog.text
+
+
+def test_sign_and_encrypt_is_negotiated_and_an_unknown_server_gets_no_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unknown server is refused before a session is opened (so before the password is sent),
+    with a message that says where its certificate goes; done as it says, the same settings
+    connect, over a channel that really is Basic256Sha256 SignAndEncrypt. A server offering no
+    such endpoint is refused too: no quiet fallback to a weaker one."""
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="asyncua")
+    plant = Plant(DEMO)
+    trusted = tmp_path / "trusted"  # empty at first: the server is unknown
+    trusted.mkdir()
+
+    def sessions_opened() -> int:
+        """ActivateSession requests asyncua logged at DEBUG: the one request with the password."""
+        return sum("ActivateSessionRequest" in r.getMessage() for r in caplog.records)
+
+    async def scenario() -> None:
+        key, cert = await _certificate(tmp_path, "edge")
+        settings = {
+            "security": {
+                "mode": "SignAndEncrypt",
+                "cert_file": str(cert),
+                "key_file": str(key),
+                "trust": [str(trusted)],
+            },
+            "username": "plantwire",
+            "password": PASSWORD,
+        }
+        secure = await started(
+            plant,
+            security="SignAndEncrypt",
+            cert_dir=tmp_path / "pki",
+            trusted_clients=[cert],
+            users={"plantwire": PASSWORD},
+        )
+        plain = await started(plant, users={"plantwire": PASSWORD})
+        try:
+            for server in (secure, plain):
+                driver = OpcuaSourceDriver([target(server.endpoint, FILLER, ["state"], **settings)])
+                with pytest.raises(NotConnected) as refused:
+                    await driver.connect()
+                if server is secure:
+                    assert "the server certificate is not trusted" in str(refused.value)
+                    assert f"copy its certificate (DER or PEM) into {trusted}" in str(refused.value)
+                else:
+                    assert "offers no Basic256Sha256 SignAndEncrypt endpoint" in str(refused.value)
+                    assert "(it offers: None None)" in str(refused.value)
+                assert sessions_opened() == 0, f"a session was opened with {server.endpoint}"
+
+            # As the refusal says: the server's certificate (as it sends it, DER) into the folder.
+            assert secure.certificate_path is not None
+            (trusted / "simulator.der").write_bytes(secure.certificate_path.read_bytes())
+            driver = OpcuaSourceDriver([target(secure.endpoint, FILLER, ["state"], **settings)])
+            sink = Recorder()
+            await driver.connect()
+            # The channel asyncua sends on, not just what was asked for.
+            channel = driver._client.uaclient.protocol._connection.security_policy  # type: ignore[union-attr]
+            assert channel.Mode == ua.MessageSecurityMode.SignAndEncrypt
+            assert channel.URI.endswith("#Basic256Sha256")
+            task = asyncio.create_task(driver.run(sink))
+            await pump(plant, secure, 0.5)
+            await until(lambda: bool(sink.samples(FILLER, "state")))
+            await stop(task, driver)
+            assert sessions_opened() == 1
+        finally:
+            await secure.stop()
+            await plain.stop()
+
+    run(scenario)
     assert PASSWORD not in caplog.text
 
 

@@ -98,6 +98,20 @@ def test_refusals_never_echo_a_secret() -> None:
     assert "hunter2" not in str(info.value)
 
 
+def test_a_value_from_the_environment_is_named_in_an_error_not_shown() -> None:
+    # A variable wired to the wrong key may hold a secret: say which variable, not its value.
+    text = with_mqtt_password("  password: ${MQTT_PASSWORD}\n  keepalive_s: ${KEEPALIVE}")
+    with pytest.raises(ConfigError) as info:
+        parse_site(text, environ={"MQTT_PASSWORD": "s3cret-pw", "KEEPALIVE": "hunter2-secret"})
+    assert "mqtt.keepalive_s" in str(info.value) and "(got the value of $KEEPALIVE)" in str(
+        info.value
+    )
+    assert "hunter2" not in str(info.value)
+    # Written into the file, the value is shown as before.
+    with pytest.raises(ConfigError, match=r"\(got 'thirty'\)"):
+        parse_site(with_mqtt_password("  keepalive_s: thirty"), environ={})
+
+
 def test_every_problem_is_reported_not_just_the_first() -> None:
     text = BASE.replace("address: 20", "address: -1").replace(
         "ideal_cycle_time_s: 0.25", "ideal_cycle_time_s: 0"
