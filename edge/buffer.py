@@ -45,10 +45,23 @@ CREATE INDEX IF NOT EXISTS chunks_seq ON chunks (seq);
 
 @dataclass(frozen=True)
 class OutgoingBatch:
+    """A numbered batch ready to go: its samples as stored, encoded for the wire."""
+
     seq: int
     asset: AssetPath
     samples: int
-    payload: bytes
+    edge_id: str
+    fragments: tuple[bytes, ...]
+
+    def encode(self, sent_ns: int | None = None) -> bytes:
+        """The native payload; ``sent_ns`` is the wall clock at publication, stamped by the
+        publisher when it sends (a resent or long-buffered batch gets a fresh one)."""
+        return assemble_batch(self.edge_id, self.seq, self.asset, self.fragments, sent_ns=sent_ns)
+
+    @property
+    def payload(self) -> bytes:
+        """The payload without a send time."""
+        return self.encode()
 
 
 class DiskBuffer:
@@ -240,7 +253,7 @@ class DiskBuffer:
 
     def _batch(self, seq: int, asset: str, samples: int, fragments: list[bytes]) -> OutgoingBatch:
         path = AssetPath(*asset.split("/"))
-        return OutgoingBatch(seq, path, samples, assemble_batch(self.edge_id, seq, path, fragments))
+        return OutgoingBatch(seq, path, samples, self.edge_id, tuple(fragments))
 
     def ack(self, seq: int) -> None:
         """The broker has the batch: forget it at the next flush."""

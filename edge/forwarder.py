@@ -57,6 +57,9 @@ class Forwarder:
         self.samples_published = 0
         self.refused = 0
         self.connects = 0
+        # Attempts that never got a connection (TLS refused, login refused, no answer), apart from
+        # connections lost later: a wrong CA or password shows as this climbing, not as an outage.
+        self.connect_failures = 0
         self._wake = asyncio.Event()
         self._inflight: dict[int, OutgoingBatch] = {}  # mid -> batch
         self._client: AsyncMqtt | None = None
@@ -78,6 +81,8 @@ class Forwarder:
                 self._backoff.reset()
                 await self._pump()
             except MqttUnavailable as exc:
+                if not self.connected:
+                    self.connect_failures += 1
                 self._once.problem(
                     "broker", "MQTT broker unavailable (%s); buffering, retrying with backoff", exc
                 )
@@ -160,7 +165,9 @@ class Forwarder:
     def _send(self, batch: OutgoingBatch) -> None:
         client = self._client
         assert client is not None
-        mid = client.publish(self._data_topic(batch.asset), batch.payload, qos=self.mqtt_config.qos)
+        # Stamped now, not when read or buffered: the gateway compares this with its own clock.
+        payload = batch.encode(sent_ns=time.time_ns())
+        mid = client.publish(self._data_topic(batch.asset), payload, qos=self.mqtt_config.qos)
         self._inflight[mid] = batch
 
     def _data_topic(self, asset: AssetPath) -> str:

@@ -38,6 +38,9 @@ class Processed:
     samples: int = 0
     rejected: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Who sent it and when by its own wall clock (when it says): for the edge clock check.
+    edge: str | None = None
+    sent_ns: int | None = None
 
 
 def _original(payload: bytes) -> Any:
@@ -115,7 +118,12 @@ class Intake:
                 dead_letters=[self._refuse(site, batch.edge_id, "payload", reason, topic, payload)]
             )
         self.sequences.observe(batch.edge_id, batch.seq)
-        result = Processed(samples=len(batch.samples), rejected=len(decoded.rejected))
+        result = Processed(
+            samples=len(batch.samples),
+            rejected=len(decoded.rejected),
+            edge=batch.edge_id,
+            sent_ns=batch.sent_ns,
+        )
         if decoded.rejected:
             result.dead_letters.append(
                 self._rejected(site, batch.edge_id, batch.seq, topic, decoded.rejected)

@@ -12,6 +12,8 @@ fields    gateway                         ``mqtt_connected``, ``influx_up``, ``m
                                           ``points_per_s``, ``write_latency_ms``, ``spool_lines``,
                                           ``spool_bytes``, ``dead_letters_total``,
                                           ``sequence_gaps_total``, ``messages_unacked``
+fields    gateway, per edge it heard      ``clock_offset_s``, ``clock_skewed`` (see
+          from (its clocks)               :mod:`gateway.clocks`)
 fields    edge (from its stats)           ``mqtt_connected``, ``sources_connected``,
                                           ``sources_total``, ``samples_read_total``,
                                           ``samples_published_total``, ``samples_buffered``,

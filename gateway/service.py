@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.ack import AckTracker, Delivery
+from gateway.clocks import ClockWatch
 from gateway.intake import DeadLetter, Intake, Processed, dead_letter
 from gateway.pipeline import PipelinePoints
 from gateway.sparkplug_host import SparkplugIngest, SparkplugResult
@@ -97,10 +98,11 @@ class Gateway:
             on_write=self._wrote,
         )
         self.pipeline = PipelinePoints(site.site.id)
+        self.clocks = ClockWatch(settings.clock_tolerance_s, registry=self.registry)
         self._encoder = LineEncoder()
         self._report_marks = (time.monotonic(), 0)  # (when, points written) at the last report
         self._interval_writes = (0, 0.0)  # writes and their seconds since the last report
-        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, Message]] = asyncio.Queue()  # (received ns, ...)
         self._client: AsyncMqtt | None = None
         self._lost: asyncio.Event = asyncio.Event()
         self._dead_letter_acks: dict[int, Delivery] = {}
@@ -123,7 +125,7 @@ class Gateway:
         # A persistent session: the broker keeps what arrives while the gateway is away, and
         # redelivers what it had sent but the gateway had not acknowledged.
         client = AsyncMqtt(mqtt, self._client_id(), clean_start=False, manual_ack=True)
-        client.on_message = self._queue.put_nowait
+        client.on_message = self._received
         client.on_ack = self._published
         client.on_lost = lambda reason: self._lost.set()
         self._lost.clear()
@@ -133,6 +135,7 @@ class Gateway:
             will=(service_state_topic(self.site.site.id, self.id), b'{"status": "offline"}'),
         )
         self.tracker.new_connection()
+        self.clocks.connected(time.time_ns())
         self._client = client
         self.connected = True
         topic = data_subscription(self.site.site.id, self.settings.shared_group)
@@ -150,6 +153,10 @@ class Gateway:
         self._once.recovered(
             "mqtt", "subscribed to %s on %s as %s", topic, mqtt.url, self._client_id()
         )
+
+    def _received(self, message: Message) -> None:
+        # Stamped on arrival, before any wait in the queue: the edge clock check's reference.
+        self._queue.put_nowait((time.time_ns(), message))
 
     def _ack(self, message: Message) -> None:
         client = self._client
@@ -181,7 +188,7 @@ class Gateway:
     # -- the pipeline -----------------------------------------------------------------------------
     async def _consume(self) -> None:
         while True:
-            message = await self._queue.get()
+            received_ns, message = await self._queue.get()
             await self.writer.wait_for_room()
             delivery = self.tracker.receive(message)
             service = parse_service_topic(message.topic)
@@ -195,6 +202,8 @@ class Gateway:
                 result = self._sparkplug(self.sparkplug.process(message.topic, message.payload))
             else:
                 result = self.intake.process(message.topic, message.payload)
+            if result.edge is not None and result.sent_ns is not None:
+                self.clocks.observe(result.edge, result.sent_ns, received_ns)
             self.messages += 1
             self.samples += result.samples
             self.rejected_samples += result.rejected
@@ -310,7 +319,12 @@ class Gateway:
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.pipeline_interval_s)
-            self.writer.add_own(self._encoder.lines([self.report()]))
+            now_ns = time.time_ns()
+            clocks = [
+                self.pipeline.point(edge, fields, now_ns)
+                for edge, fields in self.clocks.report().items()
+            ]
+            self.writer.add_own(self._encoder.lines([self.report(), *clocks]))
 
     async def drain(self, timeout_s: float) -> bool:
         """Write and acknowledge what is in hand (for tests and clean stops)."""

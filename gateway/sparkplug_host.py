@@ -202,6 +202,9 @@ class SparkplugIngest:
         result = self._data(where, message, known)
         if result.rebirth is None:
             result.rebirth = rebirth
+        if message.timestamp:  # a birth's or data's publication time (0: not set)
+            result.processed.edge = where.edge_node_id
+            result.processed.sent_ns = message.timestamp * NS_PER_MS
         return result
 
     def _check_seq(

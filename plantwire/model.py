@@ -152,13 +152,16 @@ class Batch:
     """What one edge agent sends for one machine in one message.
 
     ``seq`` counts the edge's batches (all machines together), so the gateway can see gaps and
-    duplicates per edge.
+    duplicates per edge. ``sent_ns`` is the edge's wall clock when it published the batch (None
+    when the sender did not say): the gateway compares it with its own to spot a wrong edge
+    clock. It says nothing about the samples' times, which are the plant's.
     """
 
     edge_id: str
     seq: int
     asset: AssetPath
     samples: Sequence[Sample]
+    sent_ns: int | None = None
 
     def validate(self) -> Batch:
         """Check ids, asset path and every sample; raise ValueError on the first problem."""
@@ -166,6 +169,13 @@ class Batch:
         if type(self.seq) is not int or not 0 <= self.seq <= INT64_MAX:
             raise ValueError(
                 f"batch sequence number must be a non-negative integer, got {self.seq!r}"
+            )
+        if self.sent_ns is not None and (
+            type(self.sent_ns) is not int or not 0 <= self.sent_ns <= INT64_MAX
+        ):
+            raise ValueError(
+                f"batch send time must be a non-negative integer of nanoseconds, "
+                f"got {self.sent_ns!r}"
             )
         self.asset.validate()
         for index, sample in enumerate(self.samples):

@@ -8,6 +8,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,20 @@ def gateway_site(
 class Publisher:
     """Publishes batches of known samples at QoS 1, like an edge would, and remembers them."""
 
-    def __init__(self, port: int, site: str, *, edge: str = "edge-test", seed: int = 1) -> None:
+    def __init__(
+        self,
+        port: int,
+        site: str,
+        *,
+        edge: str = "edge-test",
+        seed: int = 1,
+        clock_offset_s: float | None = None,
+    ) -> None:
         self.site = site
         self.edge = edge
+        # None: batches carry no send time (as from an older edge); else this "edge's" wall
+        # clock, off by this much, is stamped into each batch as it is published.
+        self.clock_offset_s = clock_offset_s
         self.rng = random.Random(seed)
         self.seq = 0
         self.sent: dict[tuple[str, str, int], Any] = {}  # (machine, metric, ts) -> value
@@ -89,6 +101,8 @@ class Publisher:
         return batch
 
     def publish(self, batch: Batch) -> None:
+        if self.clock_offset_s is not None:
+            batch = replace(batch, sent_ns=time.time_ns() + int(self.clock_offset_s * 1e9))
         self._infos.append(self.client.publish(data_topic(batch.asset), encode_batch(batch), qos=1))
 
     def publish_raw(self, topic: str, payload: bytes) -> None:

@@ -52,6 +52,12 @@ assets = st.builds(
     segments,
     segments,
 )
+send_times = st.none() | st.integers(0, INT64_MAX)  # a batch's optional ``sent``
 batches = st.builds(
-    Batch, segments, st.integers(0, INT64_MAX), assets, st.lists(samples(), max_size=20)
+    Batch,
+    segments,
+    st.integers(0, INT64_MAX),
+    assets,
+    st.lists(samples(), max_size=20),
+    send_times,
 )

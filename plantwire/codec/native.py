@@ -2,17 +2,19 @@
 
 .. code-block:: json
 
-    {"version": 1, "edge": "edge-dairy", "seq": 812,
+    {"version": 1, "edge": "edge-dairy", "seq": 812, "sent": 1763712000250000000,
      "asset": {"site": "binh-duong", "area": "dairy", "line": "filling", "machine": "filler-1"},
      "samples": [{"t": 1763712000000000000, "m": "product_temp", "v": 4.2},
                  {"t": 1763712000000000000, "m": "fill_pressure", "v": null, "q": "bad"}]}
 
-``t`` is nanoseconds since the Unix epoch (UTC), ``m`` the metric, ``v`` the value (number,
-boolean, string, or null when quality is not good), ``q`` the quality, left out when good.
+``sent`` (optional) is the edge's wall clock when it published the batch, in ns since the Unix
+epoch; the gateway compares it with its own clock. ``t`` is nanoseconds since the Unix epoch
+(UTC), ``m`` the metric, ``v`` the value (number, boolean, string, or null when quality is not
+good), ``q`` the quality, left out when good.
 
 Decoding never raises anything but :class:`~plantwire.errors.PayloadError`. A batch whose frame
-(version, edge, seq, asset, samples list) is wrong is refused whole; a sample that is wrong is
-reported in :attr:`Decoded.rejected` while the good samples of the same batch are kept.
+(version, edge, seq, sent, asset, samples list) is wrong is refused whole; a sample that is wrong
+is reported in :attr:`Decoded.rejected` while the good samples of the same batch are kept.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ DEFAULT_MAX_SAMPLES = 100_000
 
 _QUALITIES = {q.value: q for q in Quality}
 _ASSET_KEYS = ("site", "area", "line", "machine")
+_FRAME_KEYS = frozenset({"version", "edge", "seq", "sent", "asset", "samples"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,13 @@ class Decoded:
 
 def encode_batch(batch: Batch) -> bytes:
     """Serialize a batch; the caller is responsible for having validated it."""
-    return assemble_batch(batch.edge_id, batch.seq, batch.asset, [encode_samples(batch.samples)])
+    return assemble_batch(
+        batch.edge_id,
+        batch.seq,
+        batch.asset,
+        [encode_samples(batch.samples)],
+        sent_ns=batch.sent_ns,
+    )
 
 
 def decode_batch(
@@ -103,6 +112,11 @@ def decode_batch(
     seq = doc.get("seq")
     if type(seq) is not int or not 0 <= seq <= INT64_MAX:
         raise PayloadError(f"'seq' must be a non-negative integer, got {_short(seq)}")
+    sent = doc.get("sent")
+    if sent is not None and (type(sent) is not int or not 0 <= sent <= INT64_MAX):
+        raise PayloadError(
+            f"'sent' must be a non-negative integer of nanoseconds, got {_short(sent)}"
+        )
     raw_samples = doc.get("samples")
     if type(raw_samples) is not list:
         raise PayloadError(f"'samples' must be a list, got {_json_type(raw_samples)}")
@@ -115,14 +129,14 @@ def decode_batch(
         asset = _decode_asset(doc.get("asset"))
     except InvalidNameError as exc:
         raise PayloadError(str(exc)) from None
-    unknown = doc.keys() - {"version", "edge", "seq", "asset", "samples"}
+    unknown = doc.keys() - _FRAME_KEYS
     if unknown:
-        raise PayloadError(f"unknown keys in batch: {', '.join(sorted(map(str, unknown)))}")
+        raise PayloadError(f"unknown keys in batch: {', '.join(sorted(map(repr, unknown)))}")
     plain = _decode_plain(raw_samples)
     if plain is not None:
-        return Decoded(Batch(edge_id, seq, asset, plain), [])
+        return Decoded(Batch(edge_id, seq, asset, plain, sent), [])
     samples, rejected = _decode_samples(raw_samples)
-    return Decoded(Batch(edge_id, seq, asset, samples), rejected)
+    return Decoded(Batch(edge_id, seq, asset, samples, sent), rejected)
 
 
 def _decode_asset(raw: object) -> AssetPath:
@@ -164,7 +178,8 @@ def _decode_plain(raw_samples: list[Any]) -> ColumnSamples | None:
 
 
 def _stamps_ok(ts: list[Any]) -> bool:
-    return set(map(type, ts)) == {int} and min(ts) >= 0 and max(ts) <= INT64_MAX
+    # InfluxDB refuses 2**63 - 1 (its "no time" marker), so the largest storable stamp is one less.
+    return set(map(type, ts)) == {int} and min(ts) >= 0 and max(ts) < INT64_MAX
 
 
 def _metrics_ok(metrics: list[Any]) -> bool:
@@ -212,7 +227,7 @@ def _decode_samples(raw_samples: list[Any]) -> tuple[list[Sample], list[Rejected
             else:
                 quality = _QUALITIES.get(quality_text) if type(quality_text) is str else None
             kind = type(value)
-            if type(ts) is not int or not 0 <= ts <= INT64_MAX:
+            if type(ts) is not int or not 0 <= ts < INT64_MAX:
                 reason = "'t' must be a non-negative integer of nanoseconds"
             elif type(metric) is not str:
                 reason = f"'m' must be a string, got {_json_type(metric)}"
@@ -224,7 +239,7 @@ def _decode_samples(raw_samples: list[Any]) -> tuple[list[Sample], list[Rejected
                 reason = "'v' is missing"
             elif len(raw) > 3 + (quality_text is not None):
                 unknown = sorted(raw.keys() - {"t", "m", "v", "q"})
-                reason = f"unknown keys in sample: {', '.join(unknown)}"
+                reason = f"unknown keys in sample: {', '.join(map(repr, unknown))}"
             elif kind is float:
                 if not math.isfinite(value):
                     reason = "value is not finite"
@@ -293,14 +308,21 @@ def encode_samples(samples: Sequence[Sample]) -> bytes:
     )[1:-1]
 
 
-def assemble_batch(edge_id: str, seq: int, asset: AssetPath, fragments: Sequence[bytes]) -> bytes:
-    """A batch payload from :func:`encode_samples` fragments; equal to :func:`encode_batch`'s."""
-    head = orjson.dumps(
-        {
-            "version": SCHEMA_VERSION,
-            "edge": edge_id,
-            "seq": seq,
-            "asset": dict(zip(_ASSET_KEYS, asset, strict=True)),
-        }
-    )
+def assemble_batch(
+    edge_id: str,
+    seq: int,
+    asset: AssetPath,
+    fragments: Sequence[bytes],
+    *,
+    sent_ns: int | None = None,
+) -> bytes:
+    """A batch payload from :func:`encode_samples` fragments; equal to :func:`encode_batch`'s.
+
+    ``sent_ns``, when given, is written as ``sent``: the edge's wall clock at publication.
+    """
+    frame: dict[str, object] = {"version": SCHEMA_VERSION, "edge": edge_id, "seq": seq}
+    if sent_ns is not None:
+        frame["sent"] = sent_ns
+    frame["asset"] = dict(zip(_ASSET_KEYS, asset, strict=True))
+    head = orjson.dumps(frame)
     return head[:-1] + b',"samples":[' + b",".join(f for f in fragments if f) + b"]}"

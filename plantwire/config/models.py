@@ -82,7 +82,8 @@ Unit = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a folder of the zone database ("America") or a name too long for a file name.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"unknown time zone {name!r} (use an IANA name like Asia/Ho_Chi_Minh)"
         ) from None
@@ -624,6 +625,8 @@ class GatewayConfig(_Block):
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9102  # 0 turns the endpoint off
     # Its own counters written to the ``pipeline`` measurement; 0 turns the report off.
     pipeline_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # An edge whose clock is further than this from the gateway's is flagged (docs/gateway.md).
+    clock_tolerance_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
 
 
 class AnalyticsConfig(_Block):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pw_strategies import batches
+from pw_strategies import batches, send_times
 
-from plantwire.codec import SCHEMA_VERSION, decode_batch, encode_batch
+from plantwire.codec import (
+    SCHEMA_VERSION,
+    assemble_batch,
+    decode_batch,
+    encode_batch,
+    encode_samples,
+)
 from plantwire.errors import PayloadError
 from plantwire.model import AssetPath, Batch, Quality, Sample
 
@@ -35,7 +42,9 @@ def frame(samples: list[Any], **overrides: Any) -> bytes:
 def test_valid_batches_round_trip_exactly(batch: Batch) -> None:
     decoded = decode_batch(encode_batch(batch))
     assert decoded.rejected == []
-    assert decoded.batch == Batch(batch.edge_id, batch.seq, batch.asset, list(batch.samples))
+    assert decoded.batch == Batch(
+        batch.edge_id, batch.seq, batch.asset, list(batch.samples), batch.sent_ns
+    )
     # Types survive too: 1.0 stays a float, 1 an int, True a bool.
     for got, sent in zip(decoded.batch.samples, batch.samples, strict=True):
         assert type(got.value) is type(sent.value)
@@ -121,7 +130,7 @@ def test_good_samples_of_a_partly_bad_batch_are_kept() -> None:
     assert "null but quality is good" in reasons[3]
     assert "got a list" in reasons[5]
     assert "'q'" in reasons[6]
-    assert "unknown keys in sample: extra" in reasons[7]
+    assert "unknown keys in sample: 'extra'" in reasons[7]
     assert "must be an object" in reasons[8]
     assert decoded.rejected[0].raw == {"t": 1, "m": "time", "v": 1}
 
@@ -142,7 +151,12 @@ def test_good_samples_of_a_partly_bad_batch_are_kept() -> None:
         (frame([], asset={**ASSET, "machine": "+"}), "machine id"),
         (frame([], asset={**ASSET, "area": "alerts"}), "reserved"),
         (frame({"t": 1}), "'samples' must be a list"),  # type: ignore[arg-type]
-        (frame([], extra=1), "unknown keys in batch: extra"),
+        (frame([], extra=1), "unknown keys in batch: 'extra'"),
+        (frame([], sent=-1), "'sent' must be a non-negative integer"),
+        (frame([], sent=2**63), "'sent' must be a non-negative integer"),
+        (frame([], sent=1.5e18), "'sent' must be a non-negative integer"),
+        (frame([], sent="1763712000000000000"), "'sent' must be a non-negative integer"),
+        (frame([], sent=True), "'sent' must be a non-negative integer"),
         (b'{"version": 1, "samples": [NaN]}', "not JSON"),
     ],
 )
@@ -173,3 +187,33 @@ def test_payload_is_readable_json_with_quality_only_when_not_good() -> None:
         {"t": 5, "m": "t2", "v": None, "q": "bad"},
     ]
     assert doc["version"] == SCHEMA_VERSION
+
+
+@given(batches, send_times)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_send_time_round_trips_and_assembling_from_fragments_is_the_same(
+    batch: Batch, sent_ns: int | None
+) -> None:
+    assembled = assemble_batch(
+        batch.edge_id, batch.seq, batch.asset, [encode_samples(batch.samples)], sent_ns=sent_ns
+    )
+    assert assembled == encode_batch(replace(batch, sent_ns=sent_ns))
+    decoded = decode_batch(assembled).batch
+    assert decoded.sent_ns == sent_ns
+    assert ("sent" in orjson.loads(assembled)) is (sent_ns is not None)
+
+
+def test_send_time_is_optional_and_says_nothing_about_sample_times() -> None:
+    assert decode_batch(frame([{"t": 5, "m": "x", "v": 1}])).batch.sent_ns is None
+    stamped = decode_batch(frame([{"t": 5, "m": "x", "v": 1}], sent=1_763_712_000_250_000_000))
+    assert stamped.batch.sent_ns == 1_763_712_000_250_000_000
+    assert stamped.batch.samples == [Sample(5, "x", 1)]
+    doc = orjson.loads(encode_batch(replace(stamped.batch, seq=8)))
+    assert list(doc) == ["version", "edge", "seq", "sent", "asset", "samples"]
+
+
+def test_batch_validation_checks_the_send_time() -> None:
+    batch = Batch("edge", 0, AssetPath(**ASSET), [], sent_ns=0)
+    assert batch.validate() is batch
+    with pytest.raises(ValueError, match="send time"):
+        replace(batch, sent_ns=-1).validate()

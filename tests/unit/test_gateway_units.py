@@ -1,9 +1,11 @@
 """Gateway parts on their own: acknowledgement order, the writer's sorting of InfluxDB answers
-(with a scripted writer), the spool and back-pressure, sequence tracking, intake."""
+(with a scripted writer), the spool and back-pressure, sequence tracking, intake, edge clocks."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,14 @@ import orjson
 import pytest
 
 from gateway.ack import AckTracker
+from gateway.clocks import ClockWatch
 from gateway.intake import Intake, SequenceTracker
+from gateway.sparkplug_host import SparkplugIngest
 from gateway.spool import Spool
 from gateway.writer import InfluxUnauthorizedError, Writer
 from plantwire.codec import encode_batch
+from plantwire.codec.sparkplug import DataType, Metric, Payload, bdseq_metric, encode
+from plantwire.metrics import Registry
 from plantwire.model import AssetPath, Batch, Sample
 from plantwire.store.influx import WriteOutcome, WriteResult
 from plantwire.topics import data_topic
@@ -206,3 +212,182 @@ def test_intake_keeps_good_samples_and_dead_letters_the_rest() -> None:
         refused.lines == []
         and "came on the topic of" in orjson.loads(refused.dead_letters[0].payload)["reason"]
     )
+
+
+# -- edge clocks ---------------------------------------------------------------------------------
+
+S = 1_000_000_000  # ns
+T_CONNECT = 1_763_712_000 * S  # when the gateway connected, by its clock
+TOLERANCE_S = 30
+
+
+def clock_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "plantwire.gateway.clocks"
+    ]
+
+
+def live(
+    watch: ClockWatch, edge: str, offset_s: float, start_s: float, seconds: int, per_s: int = 2
+) -> list[bool]:
+    """An edge publishing ``per_s`` batches a second, arriving 50 ms after they were sent."""
+    flags = []
+    for i in range(seconds * per_s):
+        received = T_CONNECT + int((start_s + i / per_s) * S)
+        flags.append(watch.observe(edge, received - 50_000_000 + int(offset_s * S), received))
+    return flags
+
+
+def test_an_edge_clock_ahead_is_flagged_at_once_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    registry = Registry()
+    watch = ClockWatch(TOLERANCE_S, registry=registry)
+    watch.connected(T_CONNECT)
+    assert live(watch, "edge-ahead", +300, start_s=0, seconds=10) == [True] * 20
+    assert live(watch, "edge-ok", 0, start_s=0, seconds=10) == [False] * 20
+    assert watch.offset_s("edge-ahead") == pytest.approx(299.95)
+    assert registry.value("plantwire_gateway_edge_clock_offset_seconds", edge="edge-ahead") == (
+        pytest.approx(299.95)
+    )
+    assert registry.value("plantwire_gateway_edge_clock_skewed", edge="edge-ahead") == 1
+    assert registry.value("plantwire_gateway_edge_clock_skewed", edge="edge-ok") == 0
+    assert registry.value("plantwire_gateway_clock_skewed_batches_total", edge="edge-ahead") == 20
+    assert registry.value("plantwire_gateway_clock_skewed_batches_total", edge="edge-ok") == 0
+    assert clock_logs(caplog) == [
+        (
+            "WARNING",
+            (
+                "edge edge-ahead: clock 299.9 s ahead of the gateway's (tolerance 30 s); its "
+                "samples are stored as stamped -- check the edge's time sync (NTP/chrony)"
+            ),
+        )
+    ]
+
+
+def test_an_edge_clock_behind_is_flagged_once_the_gateway_has_been_connected_a_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    watch = ClockWatch(TOLERANCE_S, window_s=60)
+    watch.connected(T_CONNECT)
+    flags = live(watch, "edge-behind", -300, start_s=0, seconds=90, per_s=1)
+    # For the first window what arrives may be what the broker kept: behind is not judged yet.
+    assert flags[:60] == [False] * 60 and flags[60:] == [True] * 30
+    assert watch.offset_s("edge-behind") == pytest.approx(-300.05)
+    assert [level for level, _ in clock_logs(caplog)] == ["WARNING"]
+    assert "edge edge-behind: clock 300.1 s behind the gateway's" in clock_logs(caplog)[0][1]
+    # Connected long ago: an edge that starts late is judged from its first batch.
+    assert live(watch, "edge-late", -300, start_s=100, seconds=1) == [True, True]
+
+
+def test_network_delays_and_jitter_do_not_flag_a_good_clock() -> None:
+    watch = ClockWatch(TOLERANCE_S)
+    watch.connected(T_CONNECT)
+    rng = random.Random(7)
+    for i in range(600):  # 10 minutes, one batch a second, most delayed, some by minutes
+        received = T_CONNECT + i * S
+        delay = rng.choice([0.02, 0.5, 5, 20, 45, 120]) * S
+        assert not watch.observe("edge", received - int(delay), received)
+    assert -1 < watch.offset_s("edge") <= 0
+
+
+def test_a_backlog_after_a_gateway_restart_does_not_flag_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker kept two hours of an edge's batches for the gateway; they arrive first, then
+    the live ones -- with a short and with a long (slower than the window) drain."""
+    caplog.set_level(logging.INFO)
+    for drain_s in (2, 150):
+        watch = ClockWatch(TOLERANCE_S, window_s=60)
+        watch.connected(T_CONNECT)
+        backlog = 7200  # batches, one a second while the gateway was away
+        for i in range(backlog):
+            received = T_CONNECT + i * drain_s * S // backlog
+            sent = T_CONNECT - (backlog - i) * S
+            assert not watch.observe("edge", sent, received), (drain_s, i)
+        assert live(watch, "edge", 0, start_s=drain_s, seconds=120) == [False] * 240
+        assert watch.offset_s("edge") == pytest.approx(-0.05)
+    assert clock_logs(caplog) == []
+
+
+def test_a_backlog_then_a_clock_really_behind_is_flagged_after_the_backlog() -> None:
+    watch = ClockWatch(TOLERANCE_S, window_s=60)
+    watch.connected(T_CONNECT)
+    for i in range(3600):  # an hour of backlog in 5 s
+        watch.observe("edge", T_CONNECT - (3600 - i) * S, T_CONNECT + i * 5 * S // 3600)
+    flags = live(watch, "edge", -300, start_s=5, seconds=120, per_s=1)
+    assert not any(flags[:55]) and all(flags[66:])  # judged once the backlog left the window
+
+
+def test_a_fixed_clock_recovers_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    watch = ClockWatch(TOLERANCE_S, window_s=60)
+    watch.connected(T_CONNECT - 3600 * S)
+    assert all(live(watch, "ahead", +300, start_s=0, seconds=10))
+    assert all(live(watch, "behind", -300, start_s=0, seconds=10))
+    # NTP fixes both. Behind recovers at once (the largest offset is the good one); ahead when
+    # its last wrong batch leaves the window.
+    fixed_ahead = live(watch, "ahead", 0, start_s=10, seconds=120)
+    fixed_behind = live(watch, "behind", 0, start_s=10, seconds=120)
+    assert fixed_behind == [False] * 240
+    assert all(fixed_ahead[:100]) and not any(fixed_ahead[120:])
+    assert watch.edges["ahead"].skewed_batches == 20 + fixed_ahead.count(True)
+    logs = clock_logs(caplog)
+    assert [level for level, _ in logs] == ["WARNING", "WARNING", "INFO", "INFO"]
+    assert sorted(message for _, message in logs[2:]) == [
+        "edge ahead: clock back within 30 s of the gateway's (offset -0.1 s)",
+        "edge behind: clock back within 30 s of the gateway's (offset -0.1 s)",
+    ]
+    live(watch, "ahead", +300, start_s=200, seconds=1)  # wrong again: logged again
+    assert len(clock_logs(caplog)) == 5
+
+
+def test_clock_report_has_each_edge_heard_from_since_the_last() -> None:
+    watch = ClockWatch(TOLERANCE_S)
+    watch.connected(T_CONNECT)
+    live(watch, "a", +300, start_s=0, seconds=1)
+    live(watch, "b", 0, start_s=0, seconds=1)
+    report = watch.report()
+    assert report == {
+        "a": {"clock_offset_s": pytest.approx(299.95), "clock_skewed": 1.0},
+        "b": {"clock_offset_s": pytest.approx(-0.05), "clock_skewed": 0.0},
+    }
+    assert watch.report() == {}
+    live(watch, "b", 0, start_s=1, seconds=1)
+    assert list(watch.report()) == ["b"]
+
+
+def test_intake_passes_on_the_edge_send_time() -> None:
+    asset = AssetPath("s", "a", "l", "m")
+    intake = Intake(max_payload_bytes=10_000)
+    stamped = Batch("edge", 0, asset, [Sample(1, "x", 1.5)], sent_ns=T_CONNECT)
+    result = intake.process(data_topic(asset), encode_batch(stamped))
+    assert (result.edge, result.sent_ns) == ("edge", T_CONNECT)
+    old = intake.process(data_topic(asset), encode_batch(Batch("edge", 1, asset, [])))
+    assert (old.edge, old.sent_ns) == ("edge", None)
+
+
+def test_sparkplug_payload_timestamp_is_the_send_time() -> None:
+    ingest = SparkplugIngest("s", max_payload_bytes=10_000)
+    birth = Payload(
+        timestamp=T_CONNECT // 1_000_000,
+        seq=0,
+        metrics=(bdseq_metric(0), Metric(name="x", alias=1, datatype=DataType.Double, value=1.0)),
+    )
+    result = ingest.process("spBv1.0/g/NBIRTH/node-1", encode(birth))
+    assert (result.processed.edge, result.processed.sent_ns) == ("node-1", T_CONNECT)
+    untimed = Payload(seq=1, metrics=(Metric(alias=1, datatype=DataType.Double, value=2.0),))
+    result = ingest.process("spBv1.0/g/NDATA/node-1", encode(untimed))
+    assert result.processed.sent_ns is None and result.processed.samples == 1
+
+
+def test_a_gateway_clock_stepping_back_does_not_freeze_the_window() -> None:
+    watch = ClockWatch(TOLERANCE_S, window_s=60)
+    watch.connected(T_CONNECT - 3600 * S)
+    live(watch, "edge", +300, start_s=0, seconds=2)
+    assert live(watch, "edge", 0, start_s=-3600, seconds=2) == [False] * 4  # NTP set it back 1 h
+    assert watch.offset_s("edge") == pytest.approx(-0.05)
