@@ -102,7 +102,13 @@ class Writer:
             self._dispatch()
 
     def add_own(self, lines: list[str]) -> None:
-        """Queue lines the gateway produced itself (its pipeline report): nothing to acknowledge."""
+        """Queue lines the gateway produced itself (its pipeline report): nothing to acknowledge.
+
+        Skipped while the spool is full: the cap bounds the disk whoever writes to it, and a
+        report is a snapshot of counters that the next one repeats.
+        """
+        if self.spool.full:
+            return
         self._batch.lines.extend(lines)
         if len(self._batch.lines) >= self.max_lines:
             self._dispatch()

@@ -19,6 +19,7 @@ marketing sheets::
     ideal            0 ms      0 ms   unlimited     0            no emulation
     5g-urllc         5 ms      1 ms   100 Mbit/s    0            private 5G slice for control
     5g-embb         20 ms      6 ms    50 Mbit/s    0            public 5G, uplink-limited
+    5g-degraded     50 ms     25 ms     2 Mbit/s    0.5          5G at the cell edge, indoors
     lte             45 ms     15 ms    10 Mbit/s    0            LTE cat 4 in a factory hall
     lte-degraded   120 ms     60 ms     1 Mbit/s    0.2          LTE at the cell edge, behind steel
     satellite      300 ms     30 ms     2 Mbit/s    0            LEO/GEO backhaul for remote sites
@@ -106,6 +107,15 @@ PROFILES: dict[str, LinkProfile] = {
         LinkProfile("ideal"),
         LinkProfile("5g-urllc", latency_ms=5.0, jitter_ms=1.0, bandwidth_kbps=100_000),
         LinkProfile("5g-embb", latency_ms=20.0, jitter_ms=6.0, bandwidth_kbps=50_000),
+        # A weak mid-band cell seen from inside a hall: the uplink is what starves first, and
+        # radio link failures and handovers at the edge of coverage drop the TCP connection.
+        LinkProfile(
+            "5g-degraded",
+            latency_ms=50.0,
+            jitter_ms=25.0,
+            bandwidth_kbps=2_000,
+            loss_reset_per_min=0.5,
+        ),
         LinkProfile("lte", latency_ms=45.0, jitter_ms=15.0, bandwidth_kbps=10_000),
         LinkProfile(
             "lte-degraded",

@@ -1,0 +1,33 @@
+"""Test helpers shared by the fault suites: counting what reached influxd."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from plantwire.influxql import quote_literal
+from plantwire.model import AssetPath, Sample
+from plantwire.testing.servers import InfluxClient
+
+QUALITY_SUFFIX = "__quality"
+Intake = Callable[[AssetPath, Sequence[Sample]], None]
+
+
+def points_stored(influx: InfluxClient, site_id: str) -> tuple[int, int]:
+    """(value fields, quality fields) of one site's telemetry in influxd, by InfluxQL COUNT.
+
+    A sample with a value is one value field; one whose quality is not good also (or, without
+    a value, only) writes ``<metric>__quality``, so both are counted apart.
+    """
+    rows = influx.rows(
+        f"SELECT COUNT(*) FROM telemetry WHERE site = {quote_literal(site_id)} GROUP BY *"
+    )
+    values = quality = 0
+    for row in rows:
+        for column, count in row.items():
+            if not column.startswith("count_") or count is None:
+                continue
+            if column.endswith(QUALITY_SUFFIX):
+                quality += int(count)
+            else:
+                values += int(count)
+    return values, quality
