@@ -88,7 +88,12 @@ def main() -> None:
                 load_scenario(scenario_path), modbus_port=port, mqtt_url=broker.url
             )
             config["edge_nodes"] = [
-                {"id": "edge-bench", "buffer_path": str(folder / "edge.db"), "health_port": 0}
+                {
+                    "id": "edge-bench",
+                    "buffer_path": str(folder / "edge.db"),
+                    "health_port": 0,
+                    "wait_for_gateway": False,  # a bare broker: no gateway to wait for
+                }
             ]
             for area in config["areas"]:
                 for line in area["lines"]:

@@ -82,7 +82,11 @@ def main() -> None:
             update={
                 "edge_nodes": [
                     n.model_copy(
-                        update={"buffer_path": Path(folder) / f"{n.id}.db", "health_port": 0}
+                        update={
+                            "buffer_path": Path(folder) / f"{n.id}.db",
+                            "health_port": 0,
+                            "wait_for_gateway": False,  # a bare broker: no gateway
+                        }
                     )
                     for n in site.edge_nodes
                 ]

@@ -108,6 +108,7 @@ def _make_forwarder(
         assets=[asset for asset, _ in machines],
         max_samples=node.batch_max_samples,
         max_latency_s=max_latency_s,
+        wait_for_gateway=node.wait_for_gateway,
     )
 
 

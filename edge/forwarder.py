@@ -6,6 +6,9 @@ then resends the batches that were in flight (same sequence numbers, in order), 
 batches from the oldest unsent samples -- so a backlog drains in order while new data keeps
 joining its end. A batch is formed when a machine has ``max_samples`` waiting or the oldest has
 waited ``max_latency_s``. At most ``max_inflight`` batches are unacknowledged at a time.
+
+With ``wait_for_gateway`` no data leaves while no gateway of the site says online (see
+``edge.gateway_watch``): the broker would acknowledge it and deliver it to nobody.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ from collections.abc import Sequence
 import orjson
 
 from edge.buffer import DiskBuffer, OutgoingBatch
+from edge.gateway_watch import GatewayWatch, gateway_state_filter
 from plantwire.backoff import Backoff
 from plantwire.config.models import MqttConfig
 from plantwire.logs import LogOnce
 from plantwire.model import AssetPath
-from plantwire.mqtt import AsyncMqtt, MqttUnavailable
+from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
 from plantwire.topics import data_topic, service_state_topic, service_stats_topic, state_topic
 
 __all__ = ["Forwarder"]
 
 log = logging.getLogger("plantwire.edge.forwarder")
+
+GATEWAY_GRACE_S = 2.0
 
 
 class Forwarder:
@@ -43,6 +49,7 @@ class Forwarder:
         max_samples: int,
         max_latency_s: float,
         max_inflight: int = 32,
+        wait_for_gateway: bool = False,
     ) -> None:
         self.buffer = buffer
         self.mqtt_config = mqtt
@@ -60,6 +67,9 @@ class Forwarder:
         # Attempts that never got a connection (TLS refused, login refused, no answer), apart from
         # connections lost later: a wrong CA or password shows as this climbing, not as an outage.
         self.connect_failures = 0
+        self.wait_for_gateway = wait_for_gateway
+        self.gateways = GatewayWatch(site)
+        self._resend = False  # batches left in flight by an earlier connection, sent first
         self._wake = asyncio.Event()
         self._inflight: dict[int, OutgoingBatch] = {}  # mid -> batch
         self._client: AsyncMqtt | None = None
@@ -104,7 +114,9 @@ class Forwarder:
         )
         client.on_ack = self._acked
         client.on_lost = self._connection_lost
+        client.on_message = self._message
         self._lost = None
+        self.gateways.reset()
         will = (service_state_topic(self.site, self.edge_id), self._status("offline"))
         await client.connect(will=will, timeout_s=10.0)
         self._client = client
@@ -116,9 +128,24 @@ class Forwarder:
         )
         for asset in self.assets:
             client.publish(state_topic(asset), self._status("online"), retain=True)
+        if self.wait_for_gateway:
+            # The gateways' retained states arrive right after this subscription.
+            await client.subscribe(gateway_state_filter(self.site), qos=1)
         # What was in flight when the last connection (or process) ended goes first, in order.
-        for batch in self.buffer.in_flight():
-            self._send(batch)
+        self._resend = True
+        self._wake.set()
+
+    def _message(self, message: Message) -> None:
+        try:
+            if self.gateways.update(message.topic, bytes(message.payload)):
+                self._wake.set()
+        except Exception:  # an unexpected message must never stop delivery
+            log.exception("cannot handle a message on %s", message.topic)
+
+    @property
+    def may_send(self) -> bool:
+        """Data may leave: a gateway is online, or the edge does not wait for one."""
+        return self.gateways.any_online or not self.wait_for_gateway
 
     def _status(self, status: str) -> bytes:
         return orjson.dumps({"status": status, "edge": self.edge_id, "ts": time.time_ns()})
@@ -204,6 +231,24 @@ class Forwarder:
         while True:
             if self._lost is not None:
                 raise MqttUnavailable(self._lost)
+            if not self.may_send:
+                # The retained states follow the subscription within moments: only a wait longer
+                # than that is worth a log line.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), GATEWAY_GRACE_S)
+                if not self.may_send and self._lost is None:
+                    self._once.problem(
+                        "gateway",
+                        "no gateway of site %s is online; data stays in the buffer until one is",
+                        self.site,
+                    )
+                continue
+            self._once.recovered("gateway", "a gateway is online; sending")
+            if self._resend:
+                self._resend = False
+                for batch in self.buffer.in_flight():
+                    self._send(batch)
             room = self.max_inflight - len(self._inflight)
             if room > 0 and self._due():
                 batches = self.buffer.take(self.max_samples, room)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
 from gateway.ack import AckTracker, Delivery
 from gateway.clocks import ClockWatch
 from gateway.intake import DeadLetter, Intake, Processed, dead_letter
@@ -32,6 +34,7 @@ from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
 from plantwire.names import check_segment
 from plantwire.sparkplug_topics import sparkplug_subscription
 from plantwire.topics import (
+    GATEWAY_ROLE,
     data_subscription,
     parse_service_topic,
     service_state_topic,
@@ -41,6 +44,11 @@ from plantwire.topics import (
 __all__ = ["Gateway", "default_gateway_id"]
 
 log = logging.getLogger("plantwire.gateway")
+
+# Retained on services/<id>/state (offline is also the last will). Edges that wait for a gateway
+# look for the role (edge/gateway_watch.py): edges and analytics publish states there too.
+GATEWAY_ONLINE = orjson.dumps({"status": "online", "role": GATEWAY_ROLE})
+GATEWAY_OFFLINE = orjson.dumps({"status": "offline", "role": GATEWAY_ROLE})
 
 
 def default_gateway_id() -> str:
@@ -132,7 +140,7 @@ class Gateway:
         await client.connect(
             session_expiry_s=mqtt.session_expiry_s,
             receive_maximum=self.settings.receive_maximum,
-            will=(service_state_topic(self.site.site.id, self.id), b'{"status": "offline"}'),
+            will=(service_state_topic(self.site.site.id, self.id), GATEWAY_OFFLINE),
         )
         self.tracker.new_connection()
         self.clocks.connected(time.time_ns())
@@ -147,9 +155,7 @@ class Gateway:
             # Never a shared subscription: seq and aliases are tracked per node, in order.
             await client.subscribe(sparkplug_subscription(self.site.sparkplug_group), qos=1)
             self._subscribed.set()
-        client.publish(
-            service_state_topic(self.site.site.id, self.id), b'{"status": "online"}', retain=True
-        )
+        client.publish(service_state_topic(self.site.site.id, self.id), GATEWAY_ONLINE, retain=True)
         self._once.recovered(
             "mqtt", "subscribed to %s on %s as %s", topic, mqtt.url, self._client_id()
         )
@@ -343,7 +349,7 @@ class Gateway:
         if client is not None and client.connected:
             client.publish(
                 service_state_topic(self.site.site.id, self.id),
-                b'{"status": "offline"}',
+                GATEWAY_OFFLINE,
                 retain=True,
             )
             await asyncio.sleep(0.1)

@@ -25,6 +25,7 @@ from plantwire.model import AssetPath
 from plantwire.names import check_segment
 
 __all__ = [
+    "GATEWAY_ROLE",
     "ROOT",
     "MachineTopic",
     "ServiceTopic",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 ROOT = "plantwire/v1"
+# The "role" a gateway names in its retained service state, which edges wait for
+# (edge/gateway_watch.py); edges and analytics publish states on the same topics without it.
+GATEWAY_ROLE = "gateway"
 _ROOT_LEVELS = ROOT.split("/")
 
 

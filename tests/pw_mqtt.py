@@ -99,9 +99,14 @@ def sim_site(
     mqtt_port: int,
     speed: float = 1.0,
     opcua_port: int = 4840,
+    wait_for_gateway: bool = False,
     **changes: Any,
 ) -> tuple[Path, dict[str, Any]]:
-    """A site file for the simulated plant with a unique site id (tests share one broker)."""
+    """A site file for the simulated plant with a unique site id (tests share one broker).
+
+    Edges send without waiting for a gateway unless ``wait_for_gateway``: most edge tests read
+    what they send with a plain subscriber, not a gateway.
+    """
     config = scenario_site_config(
         DEMO,
         modbus_port=modbus_port,
@@ -114,6 +119,7 @@ def sim_site(
         node["buffer_path"] = str(tmp_path / f"{node['id']}.db")
         node["health_port"] = 0
         node["batch_max_latency_ms"] = 100
+        node["wait_for_gateway"] = wait_for_gateway
     config.update(changes)
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

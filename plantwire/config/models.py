@@ -609,6 +609,9 @@ class EdgeNode(_Block):
     stats_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
     # "sparkplug": publish as a Sparkplug B edge node (needs the site's sparkplug block).
     payload: Literal["native", "sparkplug"] = "native"
+    # Send data only while a gateway of the site says online: before a gateway's first
+    # subscription the broker acknowledges data and delivers it to nobody (docs/edge.md).
+    wait_for_gateway: bool = True
 
 
 class GatewayConfig(_Block):

@@ -296,7 +296,10 @@ def test_each_role_publishes_and_reads_what_the_topic_tree_gives_it(
     with (
         login(broker, "gateway", SITE_A) as gateway,
         login(broker, "viewer", SITE_A) as viewer,
+        login(broker, "edge", SITE_A) as edge,
     ):
+        # Edges watch the services' states for a gateway that is online (wait_for_gateway).
+        assert edge.subscribe(f"plantwire/v1/{SITE_A}/services/+/state") == ["Granted QoS 1"]
         # The gateway subscribes as it does with gateway.shared_group set.
         assert gateway.subscribe(data_subscription(SITE_A, shared_group="gateways")) == [
             "Granted QoS 1"
@@ -331,6 +334,16 @@ def test_each_role_publishes_and_reads_what_the_topic_tree_gives_it(
         for payload in for_gateway:
             gateway.wait_for(payload)
         assert set(gateway.payloads()) == for_gateway
+
+        # The edge sees every service state of its site, the gateway's among them, and nothing else.
+        states = {
+            sent[role, topic]
+            for role, topic in allowed
+            if "/services/" in topic and topic.endswith("/state")
+        }
+        for payload in states:
+            edge.wait_for(payload)
+        assert set(edge.payloads()) == states
 
 
 @pytest.mark.servers

@@ -127,7 +127,13 @@ async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> N
 
 
 def fault_site(
-    tmp_path: Path, *, modbus_port: int, mqtt_port: int, influx_url: str, database: str
+    tmp_path: Path,
+    *,
+    modbus_port: int,
+    mqtt_port: int,
+    influx_url: str,
+    database: str,
+    wait_for_gateway: bool = True,
 ) -> tuple[Path, SiteConfig]:
     """The simulated plant's site file with a gateway writing to ``database``.
 
@@ -139,6 +145,7 @@ def fault_site(
         modbus_port=modbus_port,
         mqtt_port=mqtt_port,
         speed=SPEED,
+        wait_for_gateway=wait_for_gateway,  # shipped as true: data leaves once a gateway is online
         mqtt={
             "url": f"mqtt://127.0.0.1:{mqtt_port}",
             "client_id_prefix": f"fault-{uuid.uuid4().hex[:8]}",
@@ -251,6 +258,64 @@ async def until_buffered_empty(database: Path, timeout_s: float, log: Path) -> N
         elif empty_since is None:
             empty_since = time.monotonic()
         await asyncio.sleep(0.1)
+
+
+# -- 0. the edge starts before any gateway ---------------------------------------------------------
+@pytest.mark.parametrize("wait_for_gateway", [True, False], ids=["waiting", "not-waiting"])
+def test_an_edge_started_before_any_gateway_keeps_its_data_until_one_is_online(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    influxd: Influxd,
+    influx: InfluxClient,
+    wait_for_gateway: bool,
+) -> None:
+    """A first deployment: the edge runs before any gateway has ever subscribed, so the broker
+    has no session to queue its data for. Waiting for a gateway (the default) keeps it in the
+    edge's buffer until one is online: N in = N out. Not waiting, the broker acknowledges the
+    early batches and delivers them to nobody -- the loss this option exists to prevent, shown
+    here so that the test would notice if it ever stopped being real."""
+    ledger = SampleLedger()
+    figures: dict[str, int] = {}
+
+    async def scenario() -> str:
+        with SimProcess(modbus_port=free_port(), speed=SPEED) as sim:
+            _, site = fault_site(
+                tmp_path,
+                modbus_port=sim.modbus_port,
+                mqtt_port=mosquitto.port,
+                influx_url=influxd.url,
+                database=influx.database,
+                wait_for_gateway=wait_for_gateway,
+            )
+            async with edge_in_process(site, ledger) as agent:
+                await until(lambda: agent.forwarder.connected, 30, "the edge connecting")
+                await until(lambda: len(ledger.valued) >= 2000, 60, "2,000 samples read")
+                figures["published_before_gateway"] = agent.forwarder.samples_published
+                gateway = gateway_in_process(site)
+                gateway_task = await running(gateway)
+                try:
+                    await until_stored(influx, site.site.id, 1000, timeout_s=60)
+                    assert await agent.drain(60), "the edge's backlog did not drain"
+                    await asyncio.to_thread(wait_stored, influx, site.site.id, ledger.expected, 30)
+                    assert await gateway.drain(15)
+                finally:
+                    await stop(gateway_task)
+        return site.site.id
+
+    site_id = asyncio.run(scenario())
+    arrived = points_stored(influx, site_id)
+    report(
+        f"edge before any gateway, wait_for_gateway={wait_for_gateway}",
+        ledger.expected,
+        arrived,
+        published_before_gateway=figures["published_before_gateway"],
+    )
+    if wait_for_gateway:
+        assert figures["published_before_gateway"] == 0  # held in the buffer, not sent
+        assert arrived == ledger.expected
+    else:
+        assert figures["published_before_gateway"] > 0
+        assert arrived[0] < ledger.expected[0]  # the broker dropped what nobody had asked for
 
 
 # -- 1. the broker --------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ def fault_site(
         modbus_port=modbus_port,
         mqtt_port=mqtt_port,
         speed=SPEED,
+        wait_for_gateway=True,  # as shipped: data leaves only once a gateway is online
         mqtt={
             "url": f"mqtt://127.0.0.1:{mqtt_port}",
             "client_id_prefix": f"caps-{uuid.uuid4().hex[:8]}",

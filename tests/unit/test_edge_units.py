@@ -9,12 +9,14 @@ import struct
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.buffer import DiskBuffer
 from edge.forwarder import Forwarder
+from edge.gateway_watch import GatewayWatch
 from edge.rbe import ReportByException, TagPolicy
 from edge.sources.coalesce import PlannedTag, plan_requests
 from edge.sources.modbus_codec import RegisterDecodeError, decode_registers, tag_value
@@ -301,3 +303,26 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     assert all(d <= 2.0 for d in delays) and delays[-1] >= 1.0
     backoff.reset()
     assert backoff.next_delay() <= 0.1
+
+
+def test_the_gateway_watch_follows_gateways_and_ignores_other_services() -> None:
+    watch = GatewayWatch("bd")
+    state = "plantwire/v1/bd/services/{}/state"
+    edge_online = orjson.dumps({"status": "online", "edge": "edge-1", "ts": 1})
+    assert not watch.update(state.format("edge-1"), edge_online)  # an edge is not a gateway
+    assert not watch.update(state.format("gw-x"), b"not json")
+    assert not watch.update(state.format("gw-x"), b"[1, 2]")
+    online = orjson.dumps({"status": "online", "role": "gateway"})
+    offline = orjson.dumps({"status": "offline", "role": "gateway"})
+    assert not watch.update("plantwire/v1/other/services/gw-1/state", online)  # another site
+    assert not watch.update("plantwire/v1/bd/services/gw-1/stats", online)
+    assert not watch.any_online
+    assert watch.update(state.format("gw-1"), online)
+    assert not watch.update(state.format("gw-2"), online)  # still online: no change
+    assert not watch.update(state.format("gw-1"), offline)  # gw-2 is still online
+    assert watch.online == {"gw-2"}
+    assert watch.update(state.format("gw-2"), b"")  # a cleared retained state: not online
+    assert not watch.any_online
+    watch.update(state.format("gw-1"), online)
+    watch.reset()  # a new connection: the retained states come again
+    assert not watch.any_online
