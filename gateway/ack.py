@@ -58,8 +58,7 @@ class AckTracker:
         queue = self._queue
         while queue and queue[0].pending <= 0:
             done = queue.popleft()
-            if done.message.qos > 0:
-                self._ack(done.message)
+            self._ack(done.message)  # a PUBACK for QoS>0; for every message, its window room
             self.acked += 1
 
     @property

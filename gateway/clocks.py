@@ -19,6 +19,10 @@ its batches received while flagged, one WARNING when it goes out and one INFO wh
   edge's offsets are not still rising by more than the tolerance within the window (a backlog
   still draining); until then the edge's state stays as it was.
 
+A message the gateway read from a backlog -- the broker had more for it than it could take, or
+messages waited in its own queue -- is late by the backlog, so it is counted but not judged: the
+caller says so with ``from_backlog``.
+
 Nothing is done to the data: samples are stored as stamped (docs/gateway.md, "Edge clocks").
 
 >>> watch = ClockWatch(tolerance_s=30)
@@ -78,19 +82,22 @@ class ClockWatch:
         """The gateway (re)connected: for a window, what arrives may be what the broker kept."""
         self._behind_judged_from_ns = now_ns + int(self.window_s * NS)
 
-    def observe(self, edge: str, sent_ns: int, received_ns: int) -> bool:
+    def observe(
+        self, edge: str, sent_ns: int, received_ns: int, *, from_backlog: bool = False
+    ) -> bool:
         """Take one message's send time (edge clock) and arrival time (gateway clock); True
-        while the edge is flagged."""
+        while the edge is flagged. A message ``from_backlog`` only counts."""
         clock = self.edges.get(edge)
         if clock is None:
             clock = self.edges[edge] = EdgeClock()
             if self._metrics is not None:
                 self._metrics.add(edge, clock)
-        self._add(clock, sent_ns - received_ns, received_ns // NS)
-        self._judge(edge, clock, received_ns)
+        if not from_backlog:
+            self._add(clock, sent_ns - received_ns, received_ns // NS)
+            self._judge(edge, clock, received_ns)
+            self._heard.add(edge)
         if clock.skewed:
             clock.skewed_batches += 1
-        self._heard.add(edge)
         return clock.skewed
 
     def offset_s(self, edge: str) -> float:

@@ -8,28 +8,19 @@ edge, so gaps and duplicates show in the metrics.
 
 from __future__ import annotations
 
-import base64
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
-
+from gateway.deadletters import DEFAULT_MAX_BYTES, DeadLetter, dead_letter, original_payload
 from plantwire.codec import decode_batch
 from plantwire.codec.native import RejectedSample
 from plantwire.errors import LineProtocolError, PayloadError, TopicError
 from plantwire.lineprotocol import LineEncoder, batch_lines
-from plantwire.topics import deadletter_topic, parse_machine_topic
+from plantwire.topics import parse_machine_topic
 
-__all__ = ["DeadLetter", "Intake", "Processed", "SequenceTracker"]
+__all__ = ["Intake", "Processed", "SequenceTracker"]
 
 ROOT_LEVELS = 3  # plantwire / v1 / <site>
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    topic: str
-    payload: bytes
-    kind: str  # for the metrics: topic, payload, samples, influx
 
 
 @dataclass
@@ -41,25 +32,6 @@ class Processed:
     # Who sent it and when by its own wall clock (when it says): for the edge clock check.
     edge: str | None = None
     sent_ns: int | None = None
-
-
-def _original(payload: bytes) -> Any:
-    """The refused payload as it was: JSON when it parses, text when it is UTF-8, else base64."""
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return {"text": payload.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(payload).decode()}
-
-
-def dead_letter(
-    site: str, origin: str, kind: str, reason: str, topic: str, **details: Any
-) -> DeadLetter:
-    body = {"reason": reason, "topic": topic, **details}
-    return DeadLetter(deadletter_topic(site, origin), orjson.dumps(body, default=str), kind)
 
 
 def _site_of(topic: str) -> str:
@@ -87,9 +59,16 @@ class SequenceTracker:
 
 
 class Intake:
-    def __init__(self, *, max_payload_bytes: int, site: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_payload_bytes: int,
+        site: str | None = None,
+        dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.encoder = LineEncoder()
         self.max_payload_bytes = max_payload_bytes
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self.site = site
         self.sequences = SequenceTracker()
 
@@ -126,7 +105,7 @@ class Intake:
         )
         if decoded.rejected:
             result.dead_letters.append(
-                self._rejected(site, batch.edge_id, batch.seq, topic, decoded.rejected)
+                self._rejected(site, batch.edge_id, batch.seq, topic, decoded.rejected, payload)
             )
         if batch.samples:
             try:
@@ -140,19 +119,22 @@ class Intake:
                 )
         return result
 
-    @staticmethod
     def _refuse(  # noqa: PLR0917 - the six facts of a refusal, always in this order
-        site: str, origin: str, kind: str, reason: str, topic: str, payload: bytes
+        self, site: str, origin: str, kind: str, reason: str, topic: str, payload: bytes
     ) -> DeadLetter:
-        return dead_letter(site, origin, kind, reason, topic, payload=_original(payload))
+        limit = self.dead_letter_max_bytes
+        return dead_letter(
+            site, origin, kind, reason, topic, max_bytes=limit, **original_payload(payload, limit)
+        )
 
-    @staticmethod
-    def _rejected(
+    def _rejected(  # noqa: PLR0917
+        self,
         site: str,
         edge: str,
         seq: int,
         topic: str,
         rejected: list[RejectedSample],
+        payload: bytes,
     ) -> DeadLetter:
         samples = [{"index": r.index, "reason": r.reason, "sample": r.raw} for r in rejected]
         return dead_letter(
@@ -161,7 +143,10 @@ class Intake:
             "samples",
             f"{len(rejected)} invalid samples",
             topic,
+            max_bytes=self.dead_letter_max_bytes,
             edge=edge,
             seq=seq,
             samples=samples,
+            payload_bytes=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
         )

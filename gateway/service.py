@@ -17,7 +17,9 @@ import orjson
 
 from gateway.ack import AckTracker, Delivery
 from gateway.clocks import ClockWatch
-from gateway.intake import DeadLetter, Intake, Processed, dead_letter
+from gateway.deadletter_link import DeadLetterLink
+from gateway.deadletters import DeadLetter, dead_letter
+from gateway.intake import Intake, Processed
 from gateway.pipeline import PipelinePoints
 from gateway.sparkplug_host import SparkplugIngest, SparkplugResult
 from gateway.sparkplug_state import HostStateLink
@@ -30,7 +32,7 @@ from plantwire.lifecycle import cancel_and_wait
 from plantwire.lineprotocol import FieldValue, LineEncoder, Point
 from plantwire.logs import LogOnce
 from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
-from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
+from plantwire.mqtt import AsyncMqtt, InboundWindow, Message, MqttUnavailable
 from plantwire.names import check_segment
 from plantwire.sparkplug_topics import sparkplug_subscription
 from plantwire.topics import (
@@ -49,6 +51,14 @@ log = logging.getLogger("plantwire.gateway")
 # look for the role (edge/gateway_watch.py): edges and analytics publish states there too.
 GATEWAY_ONLINE = orjson.dumps({"status": "online", "role": GATEWAY_ROLE})
 GATEWAY_OFFLINE = orjson.dumps({"status": "offline", "role": GATEWAY_ROLE})
+# MQTT 5 Maximum Packet Size, in payloads of mqtt.max_payload_bytes: a message up to this size
+# reaches the gateway and is dead-lettered (truncated) if over the payload limit, so it is seen;
+# a larger one the broker discards for us (Mosquitto without a word: deploy/mosquitto refuses
+# such packets from publishers instead, with max_packet_size). It bounds one message's memory.
+MAX_PACKET_PAYLOADS = 4
+# Connections lost this many times within the window below: a reconnect loop, degraded.
+RECONNECT_LOOP_COUNT = 3
+RECONNECT_LOOP_WINDOW_S = 300.0
 
 
 def default_gateway_id() -> str:
@@ -76,7 +86,11 @@ class Gateway:
         self.settings = settings
         path = spool_path or settings.spool_path or Path(f"plantwire-gateway-{self.id}.db")
         self.spool = Spool(path, max_bytes=int(settings.spool_max_mb * 1_000_000))
-        self.intake = Intake(max_payload_bytes=site.mqtt.max_payload_bytes, site=site.site.id)
+        self.intake = Intake(
+            max_payload_bytes=site.mqtt.max_payload_bytes,
+            site=site.site.id,
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        )
         # The Sparkplug B host application, beside the native format (docs/sparkplug.md).
         self.sparkplug: SparkplugIngest | None = None
         self.host_state: HostStateLink | None = None
@@ -110,10 +124,16 @@ class Gateway:
         self._encoder = LineEncoder()
         self._report_marks = (time.monotonic(), 0)  # (when, points written) at the last report
         self._interval_writes = (0, 0.0)  # writes and their seconds since the last report
-        self._queue: asyncio.Queue[tuple[int, Message]] = asyncio.Queue()  # (received ns, ...)
+        # (received ns, judge its clock, message): see _received
+        self._queue: asyncio.Queue[tuple[int, bool, Message]] = asyncio.Queue()
+        self.window = InboundWindow(
+            settings.receive_maximum, int(settings.inflight_max_mb * 1_000_000)
+        )
+        self._losses: list[float] = []  # monotonic times the connection was lost, recent ones
+        self.connections_lost = 0
         self._client: AsyncMqtt | None = None
         self._lost: asyncio.Event = asyncio.Event()
-        self._dead_letter_acks: dict[int, Delivery] = {}
+        self.dead_letter_link = DeadLetterLink(site.mqtt, f"{self._client_id()}-deadletters")
         self.connected = False
         self.messages = 0
         self.samples = 0
@@ -132,20 +152,26 @@ class Gateway:
         mqtt = self.site.mqtt
         # A persistent session: the broker keeps what arrives while the gateway is away, and
         # redelivers what it had sent but the gateway had not acknowledged.
-        client = AsyncMqtt(mqtt, self._client_id(), clean_start=False, manual_ack=True)
+        client = AsyncMqtt(
+            mqtt, self._client_id(), clean_start=False, manual_ack=True, window=self.window
+        )
         client.on_message = self._received
-        client.on_ack = self._published
         client.on_lost = lambda reason: self._lost.set()
         self._lost.clear()
+        self._client = client  # before the CONNACK: a resumed session's messages follow it
         await client.connect(
             session_expiry_s=mqtt.session_expiry_s,
             receive_maximum=self.settings.receive_maximum,
+            maximum_packet_size=MAX_PACKET_PAYLOADS * mqtt.max_payload_bytes,
             will=(service_state_topic(self.site.site.id, self.id), GATEWAY_OFFLINE),
         )
         self.tracker.new_connection()
         self.clocks.connected(time.time_ns())
-        self._client = client
         self.connected = True
+
+    async def _subscribe(self, client: AsyncMqtt) -> None:
+        """Subscribe (again): a resumed session's backlog is already flowing meanwhile."""
+        mqtt = self.site.mqtt
         topic = data_subscription(self.site.site.id, self.settings.shared_group)
         await client.subscribe(topic, qos=1)
         await client.subscribe(
@@ -162,39 +188,40 @@ class Gateway:
 
     def _received(self, message: Message) -> None:
         # Stamped on arrival, before any wait in the queue: the edge clock check's reference.
-        self._queue.put_nowait((time.time_ns(), message))
+        # Only a message that found the gateway keeping up is judged: one read from a backlog
+        # (at the broker, or in our own queue) is late by the backlog, not by a clock.
+        client = self._client
+        caught_up = self._queue.empty() and not (client and client.received_from_backlog)
+        self._queue.put_nowait((time.time_ns(), caught_up, message))
 
     def _ack(self, message: Message) -> None:
         client = self._client
         if client is not None and self.connected:
-            client.ack(message)
-
-    def _published(self, mid: int, ok: bool) -> None:
-        delivery = self._dead_letter_acks.pop(mid, None)
-        if delivery is not None:
-            self.tracker.release(delivery)
+            client.ack(message)  # and its room in the window
 
     def _publish_dead_letter(self, letter: DeadLetter, delivery: Delivery | None) -> None:
         self.dead_letters[letter.kind] = self.dead_letters.get(letter.kind, 0) + 1
-        client = self._client
-        if client is None or not self.connected:
+        if delivery is None:
+            self.dead_letter_link.send(letter)
             return
-        try:
-            mid = client.publish(letter.topic, letter.payload, qos=1)
-        except MqttUnavailable:
-            return
-        if delivery is not None:
-            delivery.hold()  # the original is acknowledged once its dead letter is safe
-            self._dead_letter_acks[mid] = delivery
+        delivery.hold()  # the original is acknowledged once its dead letter is safe
+        self.dead_letter_link.send(letter, lambda: self.tracker.release(delivery))
 
     def _dead_line(self, line: str, reason: str) -> None:
-        letter = dead_letter(self.site.site.id, "influx", "influx", reason, topic="", line=line)
+        letter = dead_letter(
+            self.site.site.id,
+            "influx",
+            "influx",
+            reason,
+            topic="",
+            line=line,
+        )
         self._publish_dead_letter(letter, None)
 
     # -- the pipeline -----------------------------------------------------------------------------
     async def _consume(self) -> None:
         while True:
-            received_ns, message = await self._queue.get()
+            received_ns, caught_up, message = await self._queue.get()
             await self.writer.wait_for_room()
             delivery = self.tracker.receive(message)
             service = parse_service_topic(message.topic)
@@ -209,7 +236,9 @@ class Gateway:
             else:
                 result = self.intake.process(message.topic, message.payload)
             if result.edge is not None and result.sent_ns is not None:
-                self.clocks.observe(result.edge, result.sent_ns, received_ns)
+                self.clocks.observe(
+                    result.edge, result.sent_ns, received_ns, from_backlog=not caught_up
+                )
             self.messages += 1
             self.samples += result.samples
             self.rejected_samples += result.rejected
@@ -218,6 +247,8 @@ class Gateway:
             if result.lines:
                 self.writer.add(result.lines, delivery)
             self.tracker.release(delivery)
+            if self._queue.empty() and self.window.full:
+                self.writer.flush()  # nothing more comes until these are acknowledged
             # Queue.get does not yield while messages wait: let the writes and acks run.
             await asyncio.sleep(0)
 
@@ -227,17 +258,27 @@ class Gateway:
         return result.processed
 
     async def _session(self) -> None:
-        """One MQTT connection: consume until it is lost."""
+        """One MQTT connection: consume until it is lost.
+
+        Consuming starts at the CONNACK, before the subscriptions are answered: a resumed
+        session's backlog comes first, and it must be worked off for the SUBACK to be read.
+        """
         await self._connect()
+        client = self._client
+        assert client is not None
         consumer = asyncio.create_task(self._consume())
+        subscriber = asyncio.create_task(self._subscribe(client))
         lost = asyncio.create_task(self._lost.wait())
         try:
-            await asyncio.wait({consumer, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if consumer.done():
-                consumer.result()
+            await asyncio.wait({consumer, lost, subscriber}, return_when=asyncio.FIRST_COMPLETED)
+            if subscriber.done() and subscriber.exception() is None:
+                await asyncio.wait({consumer, lost}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (subscriber, consumer):
+                if task.done():
+                    task.result()
             raise MqttUnavailable("connection lost")
         finally:
-            await cancel_and_wait([consumer, lost])
+            await cancel_and_wait([consumer, subscriber, lost])
 
     async def _mqtt_loop(self) -> None:
         backoff = Backoff(0.1, 10.0)
@@ -245,9 +286,22 @@ class Gateway:
             try:
                 await self._session()
             except MqttUnavailable as exc:
-                self._once.problem(
-                    "mqtt", "MQTT broker unavailable (%s); retrying with backoff", exc
-                )
+                if self.connected:
+                    self._losses.append(time.monotonic())
+                    self.connections_lost += 1
+                if (
+                    not self._once.problem(
+                        "mqtt", "MQTT broker unavailable (%s); retrying with backoff", exc
+                    )
+                    and self.reconnecting_in_a_loop
+                ):
+                    self._once.problem(
+                        "mqtt-loop",
+                        "MQTT connection lost %d times in %.0f s (last: %s); degraded",
+                        len(self._losses),
+                        RECONNECT_LOOP_WINDOW_S,
+                        exc,
+                    )
             finally:
                 self.connected = False
                 # What was received but not acknowledged will come again on the next session.
@@ -272,6 +326,8 @@ class Gateway:
             asyncio.create_task(self._mqtt_loop(), name="mqtt"),
             asyncio.create_task(self.writer.run(), name="writer"),
         ]
+        tasks.append(asyncio.create_task(self._watch_loop(), name="health watch"))
+        tasks.append(asyncio.create_task(self.dead_letter_link.run(), name="dead letters"))
         if self.settings.pipeline_interval_s > 0:
             tasks.append(asyncio.create_task(self._report_loop(), name="pipeline report"))
         if self.host_state is not None:
@@ -345,6 +401,7 @@ class Gateway:
     async def _stop(self) -> None:
         if self.host_state is not None:
             await self.host_state.stop()
+        await self.dead_letter_link.stop()
         client, self._client = self._client, None
         if client is not None and client.connected:
             client.publish(
@@ -403,6 +460,14 @@ class Gateway:
                 "Messages acknowledged to the broker.",
                 lambda: self.tracker.acked,
             ),
+            "plantwire_gateway_window_full_total": (
+                "Times the window filled and reading paused (back-pressure).",
+                lambda: self.window.pauses,
+            ),
+            "plantwire_gateway_connections_lost_total": (
+                "MQTT connections lost.",
+                lambda: self.connections_lost,
+            ),
         }
         for name, (text, function) in counters.items():
             CounterFunction(registry, name, text).set_function(function)
@@ -430,18 +495,73 @@ class Gateway:
                 "1 while subscribed.",
                 lambda: float(self.connected),
             ),
+            "plantwire_gateway_unacked_bytes": (
+                "Payload bytes received, not yet acknowledged (bounded by inflight_max_mb).",
+                lambda: float(self.window.bytes),
+            ),
+            "plantwire_gateway_reading_paused": (
+                "1 while the window is full and the broker's socket is not read.",
+                lambda: float(self.window.full),
+            ),
+            "plantwire_gateway_write_stalled_seconds": (
+                "Seconds writes have waited without one completing.",
+                self.writer.stalled_s,
+            ),
         }
         for name, (text, function) in gauges.items():
             Gauge(registry, name, text).set_function(function)
 
+    @property
+    def reconnecting_in_a_loop(self) -> bool:
+        """Lost the connection RECONNECT_LOOP_COUNT times within RECONNECT_LOOP_WINDOW_S."""
+        since = time.monotonic() - RECONNECT_LOOP_WINDOW_S
+        self._losses = [at for at in self._losses if at > since]
+        return len(self._losses) >= RECONNECT_LOOP_COUNT
+
+    @property
+    def write_stalled(self) -> bool:
+        return self.writer.stalled_s() > self.settings.write_stall_s
+
+    async def _watch_loop(self) -> None:
+        """Log when the write path stalls or the connection keeps dropping, and when not."""
+        while True:
+            await asyncio.sleep(1.0)
+            stalled = self.writer.stalled_s()
+            if stalled > self.settings.write_stall_s:
+                self._once.problem(
+                    "write-stall",
+                    "no write to the store has completed for %.0f s (%d writes waiting, "
+                    "%d messages unacknowledged); degraded",
+                    stalled,
+                    self.writer.in_flight,
+                    self.tracker.unacked,
+                )
+            else:
+                self._once.recovered("write-stall", "writes complete again")
+            if not self.reconnecting_in_a_loop:
+                self._once.recovered("mqtt-loop", "MQTT connection stable again")
+
     def status(self) -> HealthStatus:
-        healthy = self.connected and self.writer.influx_up and self.writer.fatal is None
+        looping = self.reconnecting_in_a_loop
+        stalled = self.writer.stalled_s()
+        healthy = (
+            self.connected
+            and self.writer.influx_up
+            and self.writer.fatal is None
+            and stalled <= self.settings.write_stall_s
+            and not looping
+        )
         return HealthStatus(
             healthy,
             {
                 "gateway": self.id,
                 "mqtt_connected": self.connected,
+                "mqtt_reconnect_loop": looping,
                 "influx_up": self.writer.influx_up,
+                "write_stalled_s": round(stalled, 1),
+                "reading_paused": self.window.full,
+                "unacked_messages": self.window.messages,
+                "unacked_bytes": self.window.bytes,
                 "spool_lines": self.spool.lines,
                 "messages": self.messages,
                 "samples": self.samples,

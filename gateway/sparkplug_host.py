@@ -20,6 +20,7 @@ devices) is that machine of this site; any other device is machine ``<device>`` 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.intake import DeadLetter, Processed, dead_letter
+from gateway.deadletters import DeadLetter, dead_letter
+from gateway.intake import Processed
 from plantwire.codec.sparkplug import (
     BDSEQ_METRIC_NAME,
     DataType,
@@ -357,7 +359,13 @@ class SparkplugIngest:
         self, topic: str, kind: str, reason: str, payload: bytes, origin: str
     ) -> SparkplugResult:
         letter: DeadLetter = dead_letter(
-            self.site, origin, kind, reason, topic, payload_bytes=len(payload)
+            self.site,
+            origin,
+            kind,
+            reason,
+            topic,
+            payload_bytes=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
         )
         return SparkplugResult(Processed(dead_letters=[letter]))
 

@@ -90,6 +90,7 @@ class Writer:
         self._once = LogOnce(log)
         self._room = asyncio.Event()
         self._room.set()
+        self._last_done = self._busy_since = time.monotonic()  # see stalled_s
 
     # -- intake -----------------------------------------------------------------------------------
     def add(self, lines: list[str], delivery: Delivery) -> None:
@@ -117,6 +118,18 @@ class Writer:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def flush(self) -> None:
+        """Send the open batch now: nothing more is coming until its messages are acknowledged
+        (the gateway's window is full), so waiting for the batch latency would only idle."""
+        self._dispatch()
+
+    def stalled_s(self) -> float:
+        """Seconds that writes have been waiting on InfluxDB without one completing (0 when
+        nothing waits): what /healthz judges, whatever the socket says."""
+        if not self._tasks and not self.spool.batches:
+            return 0.0
+        return time.monotonic() - max(self._last_done, self._busy_since)
+
     async def wait_for_room(self) -> None:
         """Back-pressure: wait while the spool is full (the broker keeps what we do not take)."""
         while self.spool.full:
@@ -133,6 +146,8 @@ class Writer:
     def _dispatch(self) -> None:
         batch, self._batch = self._batch, _Batch()
         if batch.lines:
+            if not self._tasks and not self.spool.batches:
+                self._busy_since = time.monotonic()
             task = asyncio.create_task(self._deliver(batch))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
@@ -173,7 +188,8 @@ class Writer:
             if outcome is WriteOutcome.OK:
                 self.stats.writes += 1
                 self.stats.lines_written += len(lines)
-                self._on_write(time.monotonic() - started)
+                self._last_done = time.monotonic()
+                self._on_write(self._last_done - started)
                 self._up()
                 return True
             if outcome is WriteOutcome.UNAUTHORIZED:

@@ -6,10 +6,21 @@ only 3.1.1 (such as amqtt, the demo's embedded broker): clean start becomes clea
 MQTT 5 CONNECT properties (session expiry, receive maximum) are left out, so a persistent session
 lasts as long as the broker keeps it and the gateway's back-pressure bound is not sent.
 
-paho runs its own thread; its callbacks are handed to the event loop with
-``call_soon_threadsafe``, so the rest of PlantWire only ever sees them in the loop's thread.
-paho never reconnects on its own here (``reconnect_on_failure=False``): the part that owns the
-connection decides when to try again, with backoff, and what to resend.
+The network runs in a thread of ours (:class:`_NetworkLoop`), driving paho through its public
+external-loop calls (``loop_read``, ``loop_write``, ``loop_misc``), because paho's own thread
+cannot stop reading: a broker that ignores Receive Maximum (Mosquitto 2.0.11 does) could
+otherwise push a whole backlog into memory. Received messages count against an
+:class:`InboundWindow` (messages and bytes not yet acknowledged); while it is full the thread
+leaves the socket unread, so TCP holds the rest at the broker. Callbacks are handed to the event
+loop in bursts (one wake-up for many messages), so the rest of PlantWire only ever sees them in
+the loop's thread. paho never reconnects on its own here (``reconnect_on_failure=False``): the
+part that owns the connection decides when to try again, with backoff, and what to resend.
+
+Keepalive, behind a backlog: the broker queues its PINGRESP after every message it already has
+for us, so a PINGRESP can be minutes late on a connection that is plainly alive. Bytes arriving
+after a PINGREQ count as its answer, and while reading is paused the kernel judges the
+connection instead (``TCP_USER_TIMEOUT``: unacknowledged bytes, our PINGREQs included, for two
+keepalive periods end it).
 """
 
 from __future__ import annotations
@@ -17,7 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
+import socket
 import ssl
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from plantwire.config.models import MqttConfig
 
-__all__ = ["AsyncMqtt", "Message", "MqttUnavailable"]
+__all__ = ["AsyncMqtt", "InboundWindow", "Message", "MqttUnavailable"]
 
 log = logging.getLogger("plantwire.mqtt")
 
@@ -40,12 +56,148 @@ class MqttUnavailable(Exception):  # noqa: N818 - reads as the state it reports
     """The broker could not be reached, refused the connection, or the connection was lost."""
 
 
+# A message read after the socket has had data waiting this long comes from a backlog.
+BACKLOG_AFTER_S = 1.0
+
+
+class InboundWindow:
+    """What the broker has pushed to us and we have not finished with: at most ``max_messages``
+    messages and ``max_bytes`` payload bytes (``None``: no limit).
+
+    ``admit`` runs in the network thread for every received message, ``release`` in the event
+    loop's thread when the message is done; the network thread stops reading while the window is
+    full. A message is admitted whole, so the window can pass its byte limit by one message.
+    """
+
+    def __init__(self, max_messages: int | None = None, max_bytes: int | None = None) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.messages = 0
+        self.bytes = 0
+        self.peak_messages = 0
+        self.peak_bytes = 0
+        self.pauses = 0  # messages that filled the window (reading stopped after each)
+        self._lock = threading.Lock()
+
+    @property
+    def full(self) -> bool:
+        return (self.max_messages is not None and self.messages >= self.max_messages) or (
+            self.max_bytes is not None and self.bytes >= self.max_bytes
+        )
+
+    def admit(self, size: int) -> None:
+        with self._lock:
+            self.messages += 1
+            self.bytes += size
+            self.peak_messages = max(self.peak_messages, self.messages)
+            self.peak_bytes = max(self.peak_bytes, self.bytes)
+            if self.full:
+                self.pauses += 1
+
+    def release(self, size: int) -> bool:
+        """One message is done; True when this reopened a full window (wake the reader)."""
+        with self._lock:
+            was_full = self.full
+            self.messages -= 1
+            self.bytes -= size
+            return was_full and not self.full
+
+    def reset(self) -> None:
+        """A new connection: what the old one delivered will come again."""
+        with self._lock:
+            self.messages = self.bytes = 0
+
+
+class _Client(paho.Client):
+    """paho's client with a keepalive rule that survives a backlog (see the module docstring)."""
+
+    reading_paused = False
+
+    def _check_keepalive(self) -> None:
+        if self._ping_t and (self.reading_paused or self._last_bytes_received > self._ping_t):
+            self._ping_t = 0.0  # alive: bytes came after our PINGREQ (its answer waits behind them)
+        super()._check_keepalive()
+
+
+def _tls_pending(sock: Any) -> int:
+    """Bytes TLS has decrypted but we have not read: select() cannot see them."""
+    pending = getattr(sock, "pending", None)
+    return int(pending()) if pending is not None else 0
+
+
+class _NetworkLoop(threading.Thread):
+    """Reads, writes and keeps the connection alive for one paho client, until it closes."""
+
+    def __init__(self, client: _Client, window: InboundWindow, name: str) -> None:
+        super().__init__(name=f"mqtt-{name}", daemon=True)
+        self.client = client
+        self.window = window
+        self._stopping = False
+        # When the socket last had nothing to read: a message read long after that came from
+        # a backlog (the broker had more for us than we could take), however prompt it looks.
+        self.caught_up_at = time.monotonic()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        # paho calls this when it has something to send; without it, paho would write from
+        # whatever thread published.
+        client.on_socket_register_write = lambda *args: self.wake()
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        if threading.current_thread() is not self:
+            self.join(timeout=10)
+
+    def run(self) -> None:
+        try:
+            while not self._stopping and self._turn():
+                pass
+        finally:
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _turn(self) -> bool:
+        """One select() and what it found; False when the connection is gone."""
+        client = self.client
+        sock = client.socket()
+        if sock is None:
+            return False
+        paused = client.reading_paused = self.window.full
+        pending = 0 if paused else _tls_pending(sock)
+        readers = [self._wake_r] if paused else [sock, self._wake_r]
+        writers = [sock] if client.want_write() else []
+        try:
+            readable, _, _ = select.select(readers, writers, [], 0.0 if pending else 1.0)
+        except (OSError, ValueError, TypeError):  # closed under us (disconnect, abandon)
+            return False
+        if self._wake_r in readable:
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(4096)
+        if not paused and not pending and sock not in readable:
+            self.caught_up_at = time.monotonic()
+        reading = not paused and (sock in readable or pending)
+        if reading and client.loop_read() != paho.MQTT_ERR_SUCCESS:
+            return False
+        if client.want_write() and client.loop_write() != paho.MQTT_ERR_SUCCESS:
+            return False
+        return client.loop_misc() == paho.MQTT_ERR_SUCCESS
+
+
 class AsyncMqtt:
     """One MQTT connection, used from an asyncio loop.
 
     ``clean_start`` False asks the broker to keep the session (subscriptions and QoS>0 messages
     queued for us) across connections. It is fixed here, not at :meth:`connect`, because MQTT
     3.1.1's clean session is part of paho's client, not of its connect call.
+
+    ``window`` bounds what the broker can push into this process: each received message counts
+    against it until :meth:`ack` (QoS 0 messages too), and while it is full the socket is not
+    read. The default window has no limits.
 
     Set the callbacks before :meth:`connect`; they run in the loop's thread:
     ``on_ack(mid, ok)`` when a QoS>0 publish is acknowledged (``ok`` False if the broker refused
@@ -61,18 +213,28 @@ class AsyncMqtt:
         clean_start: bool = True,
         manual_ack: bool = False,
         max_inflight: int = 64,
+        window: InboundWindow | None = None,
     ) -> None:
         self.config = config
         self.client_id = client_id
         self.clean_start = clean_start
         self.mqtt5 = config.protocol == "5"
+        self.window = window or InboundWindow()
         self.on_ack: Callable[[int, bool], None] = lambda mid, ok: None
         self.on_message: Callable[[paho.MQTTMessage], None] = lambda message: None
         self.on_lost: Callable[[str], None] = lambda reason: None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Future[None] | None = None
+        self._network: _NetworkLoop | None = None
+        # Messages from the network thread, handed over in bursts: one wake-up of the event
+        # loop for however many arrived meanwhile, not one per message.
+        self._inbox: deque[tuple[paho.MQTTMessage, bool]] = deque()  # (message, from backlog)
+        self._inbox_posted = False
+        self.from_backlog = False  # see the property below
+        self._closed = False  # abandoned or disconnected: deliver nothing more
+        self.last_message_at = 0.0  # monotonic; what a slow SUBACK is judged against
         self.connected = False
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
@@ -103,11 +265,12 @@ class AsyncMqtt:
         self._subscribed: dict[int, asyncio.Future[list[str]]] = {}
         self.client = client
 
-    # -- paho's thread -> the loop ----------------------------------------------------------------
+    # -- the network thread -> the loop -----------------------------------------------------------
     def _post(self, function: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(function, *args)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(function, *args)
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
@@ -139,7 +302,26 @@ class AsyncMqtt:
         self._post(self.on_ack, mid, not reason.is_failure)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._post(self.on_message, message)
+        self.window.admit(len(message.payload))
+        now = self.last_message_at = time.monotonic()
+        network = self._network
+        backlog = network is not None and now - network.caught_up_at > BACKLOG_AFTER_S
+        self._inbox.append((message, backlog))
+        if not self._inbox_posted:
+            self._inbox_posted = True
+            self._post(self._deliver_inbox)
+
+    def _deliver_inbox(self) -> None:
+        # Cleared before draining: a message appended meanwhile posts another delivery.
+        self._inbox_posted = False
+        inbox = self._inbox
+        if self._closed:  # unacknowledged, so the broker sends them again next time
+            inbox.clear()
+            return
+        while inbox:
+            message, self.from_backlog = inbox.popleft()
+            self.on_message(message)
+        self.from_backlog = False
 
     def _on_subscribe(
         self,
@@ -162,18 +344,21 @@ class AsyncMqtt:
         *,
         session_expiry_s: int = 0,
         receive_maximum: int | None = None,
+        maximum_packet_size: int | None = None,
         will: tuple[str, bytes] | None = None,
         will_retain: bool = True,
         timeout_s: float = 10.0,
     ) -> None:
         """Connect and wait for the broker's CONNACK; raise MqttUnavailable with the reason.
 
-        ``session_expiry_s`` and ``receive_maximum`` are MQTT 5 properties; over 3.1.1 they are
-        not sent. The ``will`` (topic, payload) goes out at QoS 1, retained unless
-        ``will_retain`` is False (a Sparkplug NDEATH must not be retained).
+        ``session_expiry_s``, ``receive_maximum`` and ``maximum_packet_size`` are MQTT 5
+        properties; over 3.1.1 they are not sent. A broker keeps a larger message from us (MQTT 5
+        says it must discard it). The ``will`` (topic, payload) goes out at QoS 1, retained
+        unless ``will_retain`` is False (a Sparkplug NDEATH must not be retained).
         """
         self._loop = asyncio.get_running_loop()
         self._connected = self._loop.create_future()
+        self.window.reset()
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=will_retain)
         options: dict[str, Any] = {"keepalive": self.config.keepalive_s}
@@ -181,8 +366,11 @@ class AsyncMqtt:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = session_expiry_s
             if receive_maximum is not None:
-                # At most this many unacknowledged QoS>0 messages from the broker: back-pressure.
+                # At most this many unacknowledged QoS>0 messages from the broker: back-pressure
+                # on brokers that honour it; the window enforces it on those that do not.
                 properties.ReceiveMaximum = receive_maximum
+            if maximum_packet_size is not None:
+                properties.MaximumPacketSize = maximum_packet_size
             options.update(clean_start=self.clean_start, properties=properties)
         config = self.config
         try:
@@ -191,7 +379,7 @@ class AsyncMqtt:
                 asyncio.to_thread(self.client.connect, config.host, config.port, **options),
                 timeout_s,
             )
-            self.client.loop_start()
+            self._start_network()
             await asyncio.wait_for(self._connected, timeout_s)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self._stop_thread()
@@ -202,40 +390,90 @@ class AsyncMqtt:
             raise
         self.connected = True
 
+    def _start_network(self) -> None:
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket) and hasattr(socket, "TCP_USER_TIMEOUT"):
+            # While reading is paused no PINGRESP can be read; the kernel then ends a connection
+            # whose bytes go unacknowledged for two keepalive periods.
+            timeout_ms = 2 * self.config.keepalive_s * 1000
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+        self._network = _NetworkLoop(self.client, self.window, self.client_id)
+        self._network.start()
+
+    @property
+    def received_from_backlog(self) -> bool:
+        """While ``on_message`` runs: True if the message was read when the socket had not been
+        empty for ``BACKLOG_AFTER_S`` -- the broker was sending what it had queued, so the
+        message is late by however long it waited there."""
+        return self.from_backlog
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the window is full and the socket is left unread."""
+        return self.window.full
+
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Queue a publish; returns its message id (acknowledged through ``on_ack``)."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise MqttUnavailable(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        self._wake()
         return int(info.mid)
 
     async def subscribe(self, topic_filter: str, qos: int = 1, timeout_s: float = 10.0) -> None:
-        """Subscribe and wait for the broker's SUBACK; a refusal raises MqttUnavailable."""
+        """Subscribe and wait for the broker's SUBACK; a refusal raises MqttUnavailable.
+
+        A resumed session's backlog arrives before the SUBACK, however long it takes to read:
+        the wait gives up only after ``timeout_s`` in which nothing arrived at all (and the
+        socket was being read).
+        """
         assert self._loop is not None, "connect first"
         result, mid = self.client.subscribe(topic_filter, qos=qos)
         if result != paho.MQTT_ERR_SUCCESS or mid is None:
             raise MqttUnavailable(
                 f"subscribe to {topic_filter} failed: {paho.error_string(result)}"
             )
+        self._wake()
         future: asyncio.Future[list[str]] = self._loop.create_future()
         self._subscribed[mid] = future
-        try:
-            failures = await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            raise MqttUnavailable(f"no answer to the subscription to {topic_filter}") from None
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=timeout_s)
+            if done:
+                break
+            if not self.connected:
+                raise MqttUnavailable(f"connection lost before the subscription to {topic_filter}")
+            busy = self.reading_paused or time.monotonic() - self.last_message_at < timeout_s
+            if not busy:
+                self._subscribed.pop(mid, None)
+                raise MqttUnavailable(f"no answer to the subscription to {topic_filter}")
+        failures = future.result()
         if failures:
             reasons = ", ".join(failures)
             raise MqttUnavailable(f"broker refused the subscription to {topic_filter}: {reasons}")
 
     def ack(self, message: paho.MQTTMessage) -> None:
-        """Acknowledge a received QoS>0 message (with ``manual_ack``)."""
-        self.client.ack(message.mid, message.qos)
+        """Done with a received message: acknowledge it (QoS>0, with ``manual_ack``) and give its
+        room in the window back."""
+        if message.qos > 0:
+            self.client.ack(message.mid, message.qos)
+        if self.window.release(len(message.payload)) or message.qos > 0:
+            self._wake()
+
+    def _wake(self) -> None:
+        network = self._network
+        if network is not None:
+            network.wake()
 
     async def disconnect(self) -> None:
         """Leave cleanly (no last will); never raises."""
         if self.connected:
             self.connected = False
             self.client.disconnect()
+            self._wake()
+            network = self._network
+            if network is not None:  # let it send the DISCONNECT
+                await asyncio.to_thread(network.join, 5.0)
         self._stop_thread()
 
     def abandon(self) -> None:
@@ -248,6 +486,7 @@ class AsyncMqtt:
         self._stop_thread()
 
     def _stop_thread(self) -> None:
-        # From paho's own thread loop_stop raises; that thread is stopping by itself anyway.
-        with contextlib.suppress(RuntimeError):
-            self.client.loop_stop()
+        self._closed = True
+        network, self._network = self._network, None
+        if network is not None:
+            network.stop()

@@ -624,7 +624,14 @@ class GatewayConfig(_Block):
     batch_max_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
     batch_max_latency_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
     max_writes_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
-    receive_maximum: Annotated[int, Field(ge=1, le=65_535)] = 256  # unacknowledged messages at once
+    # At most this many messages and this many payload MB received and not yet acknowledged:
+    # the gateway stops reading from the broker at either bound, whatever the broker honours.
+    receive_maximum: Annotated[int, Field(ge=1, le=65_535)] = 1000
+    inflight_max_mb: Annotated[float, Field(ge=1, le=65_536)] = 64.0
+    # A refused payload larger than this is dead-lettered truncated, with its length and hash.
+    dead_letter_max_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    # /healthz says degraded when writes wait this long without one completing.
+    write_stall_s: Annotated[float, Field(ge=1, le=3600)] = 20.0
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9102  # 0 turns the endpoint off
     # Its own counters written to the ``pipeline`` measurement; 0 turns the report off.
     pipeline_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
