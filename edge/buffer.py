@@ -8,26 +8,40 @@ already encoded for the wire -- so forming a batch is a byte join. A batch's seq
 written to its chunks before it is sent, so after a reconnect or restart the same batches go out
 again with the same numbers (the gateway sees a duplicate, InfluxDB overwrites it).
 
-The size cap's policy is **drop oldest**: when the stored payload exceeds ``max_bytes``, the
-oldest chunks not already in flight are deleted, counted and logged -- recent data is worth more
-to a plant than data from the start of a long outage.
+The size cap's policy is **drop oldest**: when what SQLite really uses (pages holding data, and
+room for the WAL) would exceed ``max_bytes`` -- or what the disk allows, when that is less -- the
+oldest chunks not already in flight are deleted, counted and logged: recent data is worth more
+to a plant than data from the start of a long outage. The same policy answers a full disk
+(``SQLITE_FULL``, something else took the space): the reserve beside the file is given up, the
+oldest chunks go, the file gives their space back, and the write is tried again; only when
+nothing is left to drop are the new samples themselves dropped, counted and logged. The edge
+keeps running either way (:mod:`plantwire.sqlite_disk`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from plantwire.codec.native import assemble_batch, encode_samples
+from plantwire.logs import LogOnce
 from plantwire.model import AssetPath, Sample
+from plantwire.sqlite_disk import is_disk_full, open_bounded
 
-__all__ = ["DiskBuffer", "OutgoingBatch"]
+__all__ = ["BufferUnavailableError", "DiskBuffer", "OutgoingBatch"]
 
 log = logging.getLogger("plantwire.edge.buffer")
+
+T = TypeVar("T")
+# Over the cap, enough is dropped to be this much under it: not a drop at every flush.
+CAP_SLACK = 0.95
+DROP_LOG_EVERY_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -41,6 +55,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_seq ON chunks (seq);
 """
+
+
+class BufferUnavailableError(Exception):
+    """The buffer file cannot be opened or created (a new file on a full disk, say)."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +89,16 @@ class DiskBuffer:
         self.path = Path(path)
         self.edge_id = edge_id
         self.max_bytes = max_bytes
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._once = LogOnce(log)
+        self.dropped_samples = 0
+        self.disk_full_events = 0
+        self._drop_logged_at = -DROP_LOG_EVERY_S  # the first drop is logged at once
+        self._drops_unlogged = 0
+        try:
+            self._db, self.room = open_bounded(self.path, max_bytes)
+            self._db.executescript(_SCHEMA)  # writes nothing when the file has it already
+        except sqlite3.Error as exc:
+            raise BufferUnavailableError(f"cannot open the buffer {self.path}: {exc}") from exc
         row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
         self._next_seq = int(row[0]) if row else 0
         totals = self._db.execute(
@@ -89,12 +112,21 @@ class DiskBuffer:
         self._staged: list[tuple[str, int, int, bytes]] = []
         self._acked: list[int] = []
         self.oldest_unsent_at: float | None = time.monotonic() if self.unsent_samples else None
-        self.dropped_samples = 0
         if self.samples:
             log.info(
                 "buffer %s holds %d samples from before the restart; sending them first",
                 self.path,
                 self.samples,
+            )
+        limit = self.room.limit_bytes() + self.room.wal_bytes
+        if self.room.disk_is_the_limit():
+            log.warning(
+                "buffer %s: its disk has room for %.1f MB, less than buffer_max_mb (%.1f MB); "
+                "the buffer keeps within what the disk allows and drops its oldest samples "
+                "beyond it (counted)",
+                self.path,
+                limit / 1e6,
+                max_bytes / 1e6,
             )
 
     # -- intake -----------------------------------------------------------------------------------
@@ -109,34 +141,27 @@ class DiskBuffer:
         return sum(chunk[1] for chunk in self._staged)
 
     def flush(self) -> None:
-        """Write staged chunks and forget acknowledged batches, in one transaction."""
+        """Write staged chunks and forget acknowledged batches, in one transaction.
+
+        On a full disk that even dropping the oldest chunks cannot make room on, the staged
+        samples are dropped (counted and logged) and the acknowledged batches forgotten later:
+        the edge keeps running.
+        """
         if not self._staged and not self._acked:
             return
         staged, acked = self._staged, self._acked
         self._staged, self._acked = [], []
-        db = self._db
-        db.execute("BEGIN")
         try:
-            if staged:
-                db.executemany(
-                    "INSERT INTO chunks (asset, samples, bytes, payload) VALUES (?, ?, ?, ?)",
-                    staged,
-                )
-            removed = (0, 0, 0)
-            if acked:
-                marks = ",".join("?" * len(acked))
-                removed = db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(samples), 0), COALESCE(SUM(bytes), 0) "
-                    f"FROM chunks WHERE seq IN ({marks})",
-                    acked,
-                ).fetchone()
-                db.execute(f"DELETE FROM chunks WHERE seq IN ({marks})", acked)
-            db.execute("COMMIT")
-        except sqlite3.Error:
-            db.execute("ROLLBACK")
-            self._staged = staged + self._staged
+            removed = self._transaction(lambda: self._write(staged, acked))
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc):
+                self._staged = staged + self._staged
+                self._acked = acked + self._acked
+                raise
             self._acked = acked + self._acked
-            raise
+            self._lose_staged(staged)
+            return
+        self._once.recovered("write", "buffer %s takes samples again", self.path)
         added_samples = sum(chunk[1] for chunk in staged)
         self.chunks += len(staged) - removed[0]
         self.samples += added_samples - removed[1]
@@ -144,41 +169,156 @@ class DiskBuffer:
         self.unsent_samples += added_samples
         if added_samples and self.oldest_unsent_at is None:
             self.oldest_unsent_at = time.monotonic()
-        if self.bytes > self.max_bytes:
-            self._drop_oldest()
+        self._keep_to_cap()
 
-    def _drop_oldest(self) -> None:
-        """Enforce the cap: delete the oldest chunks that are not in flight."""
-        excess = self.bytes - self.max_bytes
+    def _write(
+        self, staged: list[tuple[str, int, int, bytes]], acked: list[int]
+    ) -> tuple[int, int, int]:
+        """Insert staged chunks, delete acknowledged ones; (chunks, samples, bytes) removed."""
+        db = self._db
+        if staged:
+            db.executemany(
+                "INSERT INTO chunks (asset, samples, bytes, payload) VALUES (?, ?, ?, ?)",
+                staged,
+            )
+        if not acked:
+            return (0, 0, 0)
+        marks = ",".join("?" * len(acked))
+        removed = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(samples), 0), COALESCE(SUM(bytes), 0) "
+            f"FROM chunks WHERE seq IN ({marks})",
+            acked,
+        ).fetchone()
+        db.execute(f"DELETE FROM chunks WHERE seq IN ({marks})", acked)
+        return int(removed[0]), int(removed[1]), int(removed[2])
+
+    # -- the cap and the disk ---------------------------------------------------------------------
+    def _transaction(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a transaction; on a full disk, make room and try once more."""
+        try:
+            return self._attempt(work)
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc):
+                raise
+        self._make_room_on_full_disk()
+        return self._attempt(work)
+
+    def _attempt(self, work: Callable[[], T]) -> T:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            result = work()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite itself rolls back on SQLITE_FULL at COMMIT
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _keep_to_cap(self) -> None:
+        """Drop oldest until the data fits the cap (or what the disk allows), WAL room included.
+
+        Measured in SQLite's pages, converted to payload bytes by the file's own ratio.
+        """
+        room = self.room
+        dropped = False
+        for _ in range(3):  # a page count converts to chunks roughly: measure again
+            limit = room.limit_bytes()
+            used = room.data_bytes()
+            if used <= limit or not self.bytes:
+                break
+            payload_per_byte = self.bytes / max(1, used)
+            target = used - int(limit * CAP_SLACK)
+            why = "what its disk allows" if room.disk_is_the_limit() else "its cap"
+            if not self._drop_oldest(int(target * payload_per_byte) + 1, why):
+                break
+            dropped = True
+        if not room.has_reserve and dropped:
+            room.shrink()  # the space dropped goes back to the disk, for the reserve
+            room.keep_reserve()
+
+    def _make_room_on_full_disk(self) -> None:
+        """SQLITE_FULL: give up the reserve, drop the oldest chunks, give the space back."""
+        self.disk_full_events += 1
+        room = self.room
+        released = room.release_reserve()
+        room.checkpoint()
+        share = max(self.bytes // 10, room.reserve_bytes)  # a tenth, at least the reserve's size
+        self._drop_oldest(share, "a full disk", quiet=True)
+        room.shrink()
+        room.keep_reserve()
+        self._once.problem(
+            "disk-full",
+            "buffer %s: the disk is full (%d bytes free%s); dropping the oldest samples to make "
+            "room, as buffer_max_mb would (%d dropped since start)",
+            self.path,
+            room.free_bytes(),
+            ", reserve given up" if released else ", no reserve left",
+            self.dropped_samples,
+        )
+
+    def _lose_staged(self, staged: list[tuple[str, int, int, bytes]]) -> None:
+        lost = sum(chunk[1] for chunk in staged)
+        self.dropped_samples += lost
+        self._once.problem(
+            "write",
+            "buffer %s: the disk is full and nothing older is left to drop; %d new samples "
+            "dropped (%d dropped since start) -- free space on %s",
+            self.path,
+            lost,
+            self.dropped_samples,
+            self.path.parent,
+            level=logging.ERROR,
+        )
+
+    def _drop_oldest(self, payload_bytes: int, why: str, *, quiet: bool = False) -> bool:
+        """Delete the oldest chunks not in flight, about ``payload_bytes`` of them; True if any
+        went."""
         rows = self._db.execute(
             "SELECT id, samples, bytes FROM chunks WHERE seq IS NULL ORDER BY id LIMIT 100000"
         ).fetchall()
         doomed: list[int] = []
         freed = samples = 0
         for chunk_id, count, size in rows:
-            if freed >= excess:
+            if freed >= payload_bytes:
                 break
             doomed.append(chunk_id)
             freed += size
             samples += count
         if not doomed:
-            return
-        self._db.execute("BEGIN")
-        self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in doomed])
-        self._db.execute("COMMIT")
+            return False
+        try:
+            self._attempt(
+                lambda: self._db.executemany(
+                    "DELETE FROM chunks WHERE id = ?", [(i,) for i in doomed]
+                )
+            )
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc):
+                raise
+            return False  # not even a deletion fits: the caller drops what is new
         self.chunks -= len(doomed)
         self.samples -= samples
         self.bytes -= freed
         self.unsent_samples -= samples
         self.dropped_samples += samples
-        log.warning(
-            "buffer %s is over its cap of %d bytes: dropped the oldest %d samples "
-            "(%d dropped since start)",
-            self.path,
-            self.max_bytes,
-            samples,
-            self.dropped_samples,
-        )
+        if self.unsent_samples == 0:
+            self.oldest_unsent_at = None
+        self._drops_unlogged += samples
+        now = time.monotonic()
+        if not quiet and now - self._drop_logged_at >= DROP_LOG_EVERY_S:
+            # At the cap every flush drops a little: one line a minute says how much.
+            log.warning(
+                "buffer %s is over %s (%.1f MB): dropped the oldest %d samples "
+                "(%d dropped since start)",
+                self.path,
+                why,
+                self.room.limit_bytes() / 1e6,
+                self._drops_unlogged,
+                self.dropped_samples,
+            )
+            self._drop_logged_at, self._drops_unlogged = now, 0
+        return True
 
     # -- outgoing ---------------------------------------------------------------------------------
     def in_flight(self) -> list[OutgoingBatch]:
@@ -190,18 +330,26 @@ class DiskBuffer:
         return [batch for batch in self._batches(rows) if batch.seq not in acked]
 
     def take(self, max_samples: int, max_batches: int) -> list[OutgoingBatch]:
-        """Number the oldest unsent chunks into batches (one machine each) and return them."""
+        """Number the oldest unsent chunks into batches (one machine each) and return them.
+
+        When the disk is what limits the buffer, at most about the WAL's size of chunks at a
+        time: numbering rewrites their pages, and that transaction must fit in the room kept for
+        the WAL.
+        """
         if max_batches <= 0 or not self.unsent_samples:
             return []
         rows = self._db.execute(
-            "SELECT id, asset, samples FROM chunks WHERE seq IS NULL ORDER BY id LIMIT ?",
+            "SELECT id, asset, samples, bytes FROM chunks WHERE seq IS NULL ORDER BY id LIMIT ?",
             (max_batches * max(1, max_samples),),
         ).fetchall()
         open_batch: dict[str, tuple[int, int]] = {}  # asset -> (seq, samples so far)
         waiting: set[str] = set()  # machines whose next chunk did not fit this round
         assignments: list[tuple[int, int]] = []
         opened = 0
-        for chunk_id, asset, count in rows:
+        budget = self.room.wal_bytes if self.room.disk_is_the_limit() else math.inf
+        for chunk_id, asset, count, size in rows:
+            if assignments and budget <= 0:
+                break
             if asset in waiting:
                 continue  # a later chunk must not overtake an earlier one of the same machine
             current = open_batch.get(asset)
@@ -214,15 +362,21 @@ class DiskBuffer:
                 opened += 1
             open_batch[asset] = (current[0], current[1] + count)
             assignments.append((current[0], chunk_id))
+            budget -= size
         if not assignments:
             return []
         seqs = sorted({seq for seq, _ in assignments})
-        self._db.execute("BEGIN")
-        self._db.executemany("UPDATE chunks SET seq = ? WHERE id = ?", assignments)
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)", (self._next_seq,)
-        )
-        self._db.execute("COMMIT")
+        try:
+            self._transaction(lambda: self._number(assignments))
+        except sqlite3.Error as exc:
+            if not is_disk_full(exc):
+                raise
+            self._next_seq = seqs[0]  # nothing was numbered: the same numbers next time
+            self._once.problem(
+                "take", "buffer %s: the disk is full; cannot number batches to send", self.path
+            )
+            return []
+        self._once.recovered("take", "buffer %s numbers batches again", self.path)
         marks = ",".join("?" * len(seqs))
         batch_rows = self._db.execute(
             "SELECT seq, asset, samples, payload FROM chunks "
@@ -233,6 +387,12 @@ class DiskBuffer:
         self.unsent_samples -= sum(batch.samples for batch in batches)
         self.oldest_unsent_at = time.monotonic() if self.unsent_samples else None
         return batches
+
+    def _number(self, assignments: list[tuple[int, int]]) -> None:
+        self._db.executemany("UPDATE chunks SET seq = ? WHERE id = ?", assignments)
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)", (self._next_seq,)
+        )
 
     def _batches(self, rows: list[tuple[int, str, int, bytes]]) -> list[OutgoingBatch]:
         batches: list[OutgoingBatch] = []

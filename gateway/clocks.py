@@ -20,8 +20,8 @@ its batches received while flagged, one WARNING when it goes out and one INFO wh
   still draining); until then the edge's state stays as it was.
 
 A message the gateway read from a backlog -- the broker had more for it than it could take, or
-messages waited in its own queue -- is late by the backlog, so it is counted but not judged: the
-caller says so with ``from_backlog``.
+messages waited in its own queue -- is late by the backlog: it can show an edge ahead (no delay
+does that) but never flag one behind. The caller says so with ``from_backlog``.
 
 Nothing is done to the data: samples are stored as stamped (docs/gateway.md, "Edge clocks").
 
@@ -86,16 +86,15 @@ class ClockWatch:
         self, edge: str, sent_ns: int, received_ns: int, *, from_backlog: bool = False
     ) -> bool:
         """Take one message's send time (edge clock) and arrival time (gateway clock); True
-        while the edge is flagged. A message ``from_backlog`` only counts."""
+        while the edge is flagged. A message ``from_backlog`` cannot flag an edge behind."""
         clock = self.edges.get(edge)
         if clock is None:
             clock = self.edges[edge] = EdgeClock()
             if self._metrics is not None:
                 self._metrics.add(edge, clock)
-        if not from_backlog:
-            self._add(clock, sent_ns - received_ns, received_ns // NS)
-            self._judge(edge, clock, received_ns)
-            self._heard.add(edge)
+        self._add(clock, sent_ns - received_ns, received_ns // NS)
+        self._judge(edge, clock, received_ns, from_backlog=from_backlog)
+        self._heard.add(edge)
         if clock.skewed:
             clock.skewed_batches += 1
         return clock.skewed
@@ -128,14 +127,14 @@ class ClockWatch:
             buckets.popleft()
         clock.estimate_ns = max(bucket[1] for bucket in buckets)
 
-    def _judge(self, edge: str, clock: EdgeClock, now_ns: int) -> None:
+    def _judge(self, edge: str, clock: EdgeClock, now_ns: int, *, from_backlog: bool) -> None:
         tolerance_ns = self.tolerance_s * NS
         estimate = clock.estimate_ns
         if estimate > tolerance_ns:
             skewed = True
         elif estimate >= -tolerance_ns:
             skewed = False
-        elif self._settling(now_ns) or self._rising(clock, tolerance_ns):
+        elif from_backlog or self._settling(now_ns) or self._rising(clock, tolerance_ns):
             return  # behind, or a backlog arriving late: not decided yet
         else:
             skewed = True

@@ -46,8 +46,10 @@ def run_gateway(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from gateway.service import Gateway, default_gateway_id
     from gateway.writer import InfluxUnauthorizedError
+    from plantwire.memory import map_large_blocks
     from plantwire.store.open import make_line_writer
 
+    map_large_blocks()  # a burst of large messages must not leave the heap at its peak
     gateway = Gateway(
         site,
         make_line_writer(site, max_connections=max(16, site.gateway.max_writes_in_flight)),

@@ -31,6 +31,7 @@ from plantwire.health import HealthServer, HealthStatus
 from plantwire.lifecycle import cancel_and_wait
 from plantwire.lineprotocol import FieldValue, LineEncoder, Point
 from plantwire.logs import LogOnce
+from plantwire.memory import release_free_memory
 from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
 from plantwire.mqtt import AsyncMqtt, InboundWindow, Message, MqttUnavailable
 from plantwire.names import check_segment
@@ -56,6 +57,10 @@ GATEWAY_OFFLINE = orjson.dumps({"status": "offline", "role": GATEWAY_ROLE})
 # a larger one the broker discards for us (Mosquitto without a word: deploy/mosquitto refuses
 # such packets from publishers instead, with max_packet_size). It bounds one message's memory.
 MAX_PACKET_PAYLOADS = 4
+# The consumer lets other tasks run at least this often while messages wait.
+YIELD_EVERY_S = 0.005
+# Free memory is handed back to the system when idle after receiving this much (a burst).
+TRIM_AFTER_BYTES = 16_000_000
 # Connections lost this many times within the window below: a reconnect loop, degraded.
 RECONNECT_LOOP_COUNT = 3
 RECONNECT_LOOP_WINDOW_S = 300.0
@@ -220,6 +225,7 @@ class Gateway:
 
     # -- the pipeline -----------------------------------------------------------------------------
     async def _consume(self) -> None:
+        yielded = time.monotonic()
         while True:
             received_ns, caught_up, message = await self._queue.get()
             await self.writer.wait_for_room()
@@ -249,8 +255,11 @@ class Gateway:
             self.tracker.release(delivery)
             if self._queue.empty() and self.window.full:
                 self.writer.flush()  # nothing more comes until these are acknowledged
-            # Queue.get does not yield while messages wait: let the writes and acks run.
-            await asyncio.sleep(0)
+            # Queue.get does not yield while messages wait: let the writes and acks run, every
+            # few milliseconds rather than after every message (each turn of the loop costs).
+            if time.monotonic() - yielded > YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded = time.monotonic()
 
     def _sparkplug(self, result: SparkplugResult) -> Processed:
         if result.rebirth is not None and self.host_state is not None:
@@ -482,6 +491,18 @@ class Gateway:
                 lambda: self.spool.lines,
             ),
             "plantwire_gateway_spool_bytes": ("Bytes in the disk spool.", lambda: self.spool.bytes),
+            "plantwire_gateway_spool_disk_bytes": (
+                "What SQLite uses for the spool (pages with data, and the WAL): the cap counts it.",
+                lambda: self.spool.disk_bytes,
+            ),
+            "plantwire_gateway_spool_full": (
+                "1 while the spool is at its cap or its disk is full: intake waits.",
+                lambda: float(self.spool.full),
+            ),
+            "plantwire_gateway_lines_held": (
+                "Lines held in memory: InfluxDB down and the spool's disk full.",
+                lambda: writer.stats.held_lines,
+            ),
             "plantwire_gateway_writes_in_flight": ("Writes under way.", lambda: writer.in_flight),
             "plantwire_gateway_messages_unacked": (
                 "Messages received, not yet acknowledged.",
@@ -523,9 +544,15 @@ class Gateway:
         return self.writer.stalled_s() > self.settings.write_stall_s
 
     async def _watch_loop(self) -> None:
-        """Log when the write path stalls or the connection keeps dropping, and when not."""
+        """Log when the write path stalls or the connection keeps dropping, and when not; give
+        memory back after a burst."""
+        trimmed_at = 0  # window.received_bytes at the last release of free memory
         while True:
             await asyncio.sleep(1.0)
+            received = self.window.received_bytes
+            if not self.window.messages and received - trimmed_at > TRIM_AFTER_BYTES:
+                release_free_memory()  # idle after a burst: back near the baseline
+                trimmed_at = received
             stalled = self.writer.stalled_s()
             if stalled > self.settings.write_stall_s:
                 self._once.problem(

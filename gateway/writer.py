@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.ack import Delivery
-from gateway.spool import Spool
+from gateway.spool import Spool, SpoolFullError
 from plantwire.backoff import Backoff
 from plantwire.logs import LogOnce
 from plantwire.store.influx import WriteOutcome, WriteResult
@@ -33,6 +33,7 @@ __all__ = ["InfluxUnauthorizedError", "LineWriter", "Writer"]
 
 log = logging.getLogger("plantwire.gateway.writer")
 RETRY_ATTEMPTS = 5
+ROOM_CHECK_S = 5.0  # a full spool is measured again this often while intake waits
 RETRY_MAX_WAIT_S = 30.0
 
 
@@ -58,6 +59,7 @@ class WriterStats:
     spooled_lines: int = 0
     bad_lines: int = 0
     retries: int = 0
+    held_lines: int = 0  # lines held in memory: InfluxDB down and the spool's disk full
 
 
 class Writer:
@@ -135,12 +137,14 @@ class Writer:
         while self.spool.full:
             self._once.problem(
                 "spool-full",
-                "spool %s is full (%d bytes); not taking messages until it drains",
+                "spool %s is full (%d bytes on disk); not taking messages until it drains",
                 self.spool.path,
-                self.spool.bytes,
+                self.spool.disk_bytes,
             )
             self._room.clear()
-            await self._room.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), ROOM_CHECK_S)
+            self.spool.refresh()  # its disk may have room again without a replay
         self._once.recovered("spool-full", "spool has room again; taking messages")
 
     def _dispatch(self) -> None:
@@ -166,16 +170,34 @@ class Writer:
     async def _deliver(self, batch: _Batch) -> None:
         async with self._slots:
             if self.spool.batches or not self.influx_up:
-                self._to_spool(batch.lines)
+                await self._to_spool(batch.lines)
             else:
                 await self._write(batch.lines, spool_on_failure=True)
         for delivery in batch.deliveries:
             self._release(delivery)
 
-    def _to_spool(self, lines: list[str]) -> None:
-        self.spool.push("\n".join(lines).encode(), len(lines))
-        self.stats.spooled_lines += len(lines)
-        self._wake.set()
+    async def _to_spool(self, lines: list[str]) -> None:
+        """Spool lines; on a full disk, hold them here (intake is paused, so this is bounded by
+        the window) and retry -- InfluxDB directly, then the spool -- until one takes them."""
+        body = "\n".join(lines).encode()
+        backoff = Backoff(0.5, 10.0)
+        held = 0
+        try:
+            while True:
+                try:
+                    self.spool.push(body, len(lines))
+                except SpoolFullError:
+                    self.stats.held_lines += len(lines) - held
+                    held = len(lines)
+                    await asyncio.sleep(backoff.next_delay())
+                    if await self._write(lines, spool_on_failure=False):
+                        return
+                    continue
+                self.stats.spooled_lines += len(lines)
+                self._wake.set()
+                return
+        finally:
+            self.stats.held_lines -= held
 
     async def _write(self, lines: list[str], *, spool_on_failure: bool) -> bool:
         """Write lines; True when they are dealt with (written, dead-lettered or spooled)."""
@@ -216,7 +238,7 @@ class Writer:
             await asyncio.sleep(min(wait, RETRY_MAX_WAIT_S))
         self._down(result)
         if spool_on_failure:
-            self._to_spool(lines)
+            await self._to_spool(lines)
             return True
         return False
 

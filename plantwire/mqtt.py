@@ -77,6 +77,7 @@ class InboundWindow:
         self.peak_messages = 0
         self.peak_bytes = 0
         self.pauses = 0  # messages that filled the window (reading stopped after each)
+        self.received_bytes = 0  # payload bytes admitted since start
         self._lock = threading.Lock()
 
     @property
@@ -85,10 +86,19 @@ class InboundWindow:
             self.max_bytes is not None and self.bytes >= self.max_bytes
         )
 
+    @property
+    def half_full(self) -> bool:
+        """Past half of either limit: messages are coming faster than they are finished (a broker
+        that keeps to Receive Maximum holds the rest of a backlog itself)."""
+        return (self.max_messages is not None and 2 * self.messages > self.max_messages) or (
+            self.max_bytes is not None and 2 * self.bytes > self.max_bytes
+        )
+
     def admit(self, size: int) -> None:
         with self._lock:
             self.messages += 1
             self.bytes += size
+            self.received_bytes += size
             self.peak_messages = max(self.peak_messages, self.messages)
             self.peak_bytes = max(self.peak_bytes, self.bytes)
             if self.full:
@@ -108,15 +118,36 @@ class InboundWindow:
             self.messages = self.bytes = 0
 
 
+# What one recv() asks for: a burst of small messages in one system call.
+READ_BLOCK_BYTES = 64 * 1024
+
+
 class _Client(paho.Client):
-    """paho's client with a keepalive rule that survives a backlog (see the module docstring)."""
+    """paho's client with a keepalive rule that survives a backlog (see the module docstring),
+    reading the socket in blocks: paho asks for one byte at a time for each packet's header, a
+    system call per byte, which in a backlog of small messages costs more than the messages."""
 
     reading_paused = False
+    _read_buffer = b""
+    _read_at = 0
 
     def _check_keepalive(self) -> None:
         if self._ping_t and (self.reading_paused or self._last_bytes_received > self._ping_t):
             self._ping_t = 0.0  # alive: bytes came after our PINGREQ (its answer waits behind them)
         super()._check_keepalive()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_at >= len(self._read_buffer):
+            self._read_buffer = super()._sock_recv(max(bufsize, READ_BLOCK_BYTES))
+            self._read_at = 0
+        start = self._read_at
+        self._read_at = start + bufsize
+        return self._read_buffer[start : self._read_at]
+
+    @property
+    def buffered(self) -> int:
+        """Bytes read from the socket that paho has not taken yet: select() cannot see them."""
+        return max(0, len(self._read_buffer) - self._read_at)
 
 
 def _tls_pending(sock: Any) -> int:
@@ -133,6 +164,9 @@ class _NetworkLoop(threading.Thread):
         self.client = client
         self.window = window
         self._stopping = False
+        # Set before the thread looks at what there is to do and may sleep, cleared when it
+        # wakes: a wake() while it is clear is not needed, the thread will look again anyway.
+        self._idle = True
         # When the socket last had nothing to read: a message read long after that came from
         # a backlog (the broker had more for us than we could take), however prompt it looks.
         self.caught_up_at = time.monotonic()
@@ -144,8 +178,11 @@ class _NetworkLoop(threading.Thread):
         client.on_socket_register_write = lambda *args: self.wake()
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        """Have the thread look again at what to read and write (a system call: only when it
+        may be asleep in select)."""
+        if self._idle:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
 
     def stop(self) -> None:
         self._stopping = True
@@ -167,14 +204,17 @@ class _NetworkLoop(threading.Thread):
         sock = client.socket()
         if sock is None:
             return False
+        self._idle = True
         paused = client.reading_paused = self.window.full
-        pending = 0 if paused else _tls_pending(sock)
+        pending = 0 if paused else client.buffered or _tls_pending(sock)
         readers = [self._wake_r] if paused else [sock, self._wake_r]
         writers = [sock] if client.want_write() else []
         try:
             readable, _, _ = select.select(readers, writers, [], 0.0 if pending else 1.0)
         except (OSError, ValueError, TypeError):  # closed under us (disconnect, abandon)
             return False
+        finally:
+            self._idle = False
         if self._wake_r in readable:
             with contextlib.suppress(OSError):
                 self._wake_r.recv(4096)
@@ -305,7 +345,9 @@ class AsyncMqtt:
         self.window.admit(len(message.payload))
         now = self.last_message_at = time.monotonic()
         network = self._network
-        backlog = network is not None and now - network.caught_up_at > BACKLOG_AFTER_S
+        backlog = self.window.half_full or (
+            network is not None and now - network.caught_up_at > BACKLOG_AFTER_S
+        )
         self._inbox.append((message, backlog))
         if not self._inbox_posted:
             self._inbox_posted = True
@@ -404,8 +446,8 @@ class AsyncMqtt:
     @property
     def received_from_backlog(self) -> bool:
         """While ``on_message`` runs: True if the message was read when the socket had not been
-        empty for ``BACKLOG_AFTER_S`` -- the broker was sending what it had queued, so the
-        message is late by however long it waited there."""
+        empty for ``BACKLOG_AFTER_S``, or with the window past half full -- the broker was
+        sending what it had queued, so the message is late by however long it waited there."""
         return self.from_backlog
 
     @property
