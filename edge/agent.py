@@ -279,8 +279,23 @@ class EdgeAgent:
         CounterFunction(
             registry,
             "plantwire_edge_samples_dropped_total",
-            "Samples dropped because the buffer was full.",
+            "Samples dropped because the buffer was full (its cap, or its disk).",
         ).set_function(lambda: self.buffer.dropped_samples)
+        Gauge(
+            registry,
+            "plantwire_edge_buffer_disk_bytes",
+            "What SQLite uses for the buffer (pages with data, and the WAL): the cap counts it.",
+        ).set_function(self.buffer.room.used_bytes)
+        Gauge(
+            registry,
+            "plantwire_edge_buffer_limit_bytes",
+            "The buffer's limit now: buffer_max_mb, or less when its disk has less room.",
+        ).set_function(lambda: self.buffer.room.limit_bytes() + self.buffer.room.wal_bytes)
+        CounterFunction(
+            registry,
+            "plantwire_edge_buffer_disk_full_total",
+            "Times a write to the buffer found its disk full (SQLITE_FULL).",
+        ).set_function(lambda: self.buffer.disk_full_events)
         Gauge(
             registry, "plantwire_edge_mqtt_connected", "1 while connected to the broker."
         ).set_function(lambda: float(self.forwarder.connected))
@@ -340,6 +355,7 @@ class EdgeAgent:
                 "samples_published": self.forwarder.samples_published,
                 "samples_buffered": self.buffer.samples,
                 "samples_dropped": self.buffer.dropped_samples,
+                "buffer_disk_full": self.buffer.room.disk_is_the_limit(),
             },
         )
 

@@ -5,8 +5,9 @@ SQLite in WAL mode with ``synchronous=NORMAL``: a committed write survives the p
 killed (``kill -9``), which is what an edge device sees most (power loss may lose the last
 fraction of a second). Samples are stored as chunks -- one machine's samples of one reading,
 already encoded for the wire -- so forming a batch is a byte join. A batch's sequence number is
-written to its chunks before it is sent, so after a reconnect or restart the same batches go out
-again with the same numbers (the gateway sees a duplicate, InfluxDB overwrites it).
+written for its chunks before it is sent (in a small table of its own, so that numbering does not
+write the chunks' pages again), so after a reconnect or restart the same batches go out again
+with the same numbers (the gateway sees a duplicate, InfluxDB overwrites it).
 
 The size cap's policy is **drop oldest**: when what SQLite really uses (pages holding data, and
 room for the WAL) would exceed ``max_bytes`` -- or what the disk allows, when that is less -- the
@@ -21,7 +22,6 @@ keeps running either way (:mod:`plantwire.sqlite_disk`).
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -50,11 +50,18 @@ CREATE TABLE IF NOT EXISTS chunks (
     asset TEXT NOT NULL,
     samples INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    seq INTEGER
+    payload BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS chunks_seq ON chunks (seq);
+-- The chunks of batches sent and not yet acknowledged, with their batch's number.
+CREATE TABLE IF NOT EXISTS numbered (chunk INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS numbered_seq ON numbered (seq);
 """
+# Buffers from before kept the number in the chunk (chunks.seq): carried over at open.
+_CARRY_OVER = (
+    "INSERT OR IGNORE INTO numbered (chunk, seq) SELECT id, seq FROM chunks WHERE seq >= 0"
+)
+_UNSENT = "id NOT IN (SELECT chunk FROM numbered)"
+_OF_BATCHES = "id IN (SELECT chunk FROM numbered WHERE seq IN ({marks}))"
 
 
 class BufferUnavailableError(Exception):
@@ -97,6 +104,9 @@ class DiskBuffer:
         try:
             self._db, self.room = open_bounded(self.path, max_bytes)
             self._db.executescript(_SCHEMA)  # writes nothing when the file has it already
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
+            if "seq" in columns:
+                self._transaction(lambda: self._db.execute(_CARRY_OVER))
         except sqlite3.Error as exc:
             raise BufferUnavailableError(f"cannot open the buffer {self.path}: {exc}") from exc
         row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
@@ -106,7 +116,7 @@ class DiskBuffer:
         ).fetchone()
         self.chunks, self.samples, self.bytes = (int(v) for v in totals)
         unsent = self._db.execute(
-            "SELECT COALESCE(SUM(samples), 0) FROM chunks WHERE seq IS NULL"
+            f"SELECT COALESCE(SUM(samples), 0) FROM chunks WHERE {_UNSENT}"
         ).fetchone()
         self.unsent_samples = int(unsent[0])
         self._staged: list[tuple[str, int, int, bytes]] = []
@@ -184,12 +194,14 @@ class DiskBuffer:
         if not acked:
             return (0, 0, 0)
         marks = ",".join("?" * len(acked))
+        chunks = _OF_BATCHES.format(marks=marks)
         removed = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(samples), 0), COALESCE(SUM(bytes), 0) "
-            f"FROM chunks WHERE seq IN ({marks})",
+            f"FROM chunks WHERE {chunks}",
             acked,
         ).fetchone()
-        db.execute(f"DELETE FROM chunks WHERE seq IN ({marks})", acked)
+        db.execute(f"DELETE FROM chunks WHERE {chunks}", acked)
+        db.execute(f"DELETE FROM numbered WHERE seq IN ({marks})", acked)
         return int(removed[0]), int(removed[1]), int(removed[2])
 
     # -- the cap and the disk ---------------------------------------------------------------------
@@ -242,11 +254,11 @@ class DiskBuffer:
         self.disk_full_events += 1
         room = self.room
         released = room.release_reserve()
-        room.checkpoint()
+        room.checkpoint()  # the WAL may be well past its limit: give that back first
         share = max(self.bytes // 10, room.reserve_bytes)  # a tenth, at least the reserve's size
         self._drop_oldest(share, "a full disk", quiet=True)
-        room.shrink()
-        room.keep_reserve()
+        room.checkpoint()
+        room.shrink()  # the reserve is made again once the cap has left room for it
         self._once.problem(
             "disk-full",
             "buffer %s: the disk is full (%d bytes free%s); dropping the oldest samples to make "
@@ -259,6 +271,8 @@ class DiskBuffer:
 
     def _lose_staged(self, staged: list[tuple[str, int, int, bytes]]) -> None:
         lost = sum(chunk[1] for chunk in staged)
+        if not lost:
+            return  # only acknowledged batches to forget: tried again at the next flush
         self.dropped_samples += lost
         self._once.problem(
             "write",
@@ -275,7 +289,7 @@ class DiskBuffer:
         """Delete the oldest chunks not in flight, about ``payload_bytes`` of them; True if any
         went."""
         rows = self._db.execute(
-            "SELECT id, samples, bytes FROM chunks WHERE seq IS NULL ORDER BY id LIMIT 100000"
+            f"SELECT id, samples, bytes FROM chunks WHERE {_UNSENT} ORDER BY id LIMIT 100000"
         ).fetchall()
         doomed: list[int] = []
         freed = samples = 0
@@ -324,32 +338,25 @@ class DiskBuffer:
     def in_flight(self) -> list[OutgoingBatch]:
         """Batches already numbered but not acknowledged, in sequence order (resend these first)."""
         rows = self._db.execute(
-            "SELECT seq, asset, samples, payload FROM chunks WHERE seq IS NOT NULL ORDER BY seq, id"
+            "SELECT n.seq, c.asset, c.samples, c.payload FROM numbered n "
+            "JOIN chunks c ON c.id = n.chunk ORDER BY n.seq, c.id"
         ).fetchall()
         acked = set(self._acked)  # acknowledged, deleted at the next flush: not to be sent again
         return [batch for batch in self._batches(rows) if batch.seq not in acked]
 
     def take(self, max_samples: int, max_batches: int) -> list[OutgoingBatch]:
-        """Number the oldest unsent chunks into batches (one machine each) and return them.
-
-        When the disk is what limits the buffer, at most about the WAL's size of chunks at a
-        time: numbering rewrites their pages, and that transaction must fit in the room kept for
-        the WAL.
-        """
+        """Number the oldest unsent chunks into batches (one machine each) and return them."""
         if max_batches <= 0 or not self.unsent_samples:
             return []
         rows = self._db.execute(
-            "SELECT id, asset, samples, bytes FROM chunks WHERE seq IS NULL ORDER BY id LIMIT ?",
+            f"SELECT id, asset, samples FROM chunks WHERE {_UNSENT} ORDER BY id LIMIT ?",
             (max_batches * max(1, max_samples),),
         ).fetchall()
         open_batch: dict[str, tuple[int, int]] = {}  # asset -> (seq, samples so far)
         waiting: set[str] = set()  # machines whose next chunk did not fit this round
         assignments: list[tuple[int, int]] = []
         opened = 0
-        budget = self.room.wal_bytes if self.room.disk_is_the_limit() else math.inf
-        for chunk_id, asset, count, size in rows:
-            if assignments and budget <= 0:
-                break
+        for chunk_id, asset, count in rows:
             if asset in waiting:
                 continue  # a later chunk must not overtake an earlier one of the same machine
             current = open_batch.get(asset)
@@ -362,7 +369,6 @@ class DiskBuffer:
                 opened += 1
             open_batch[asset] = (current[0], current[1] + count)
             assignments.append((current[0], chunk_id))
-            budget -= size
         if not assignments:
             return []
         seqs = sorted({seq for seq, _ in assignments})
@@ -379,8 +385,8 @@ class DiskBuffer:
         self._once.recovered("take", "buffer %s numbers batches again", self.path)
         marks = ",".join("?" * len(seqs))
         batch_rows = self._db.execute(
-            "SELECT seq, asset, samples, payload FROM chunks "
-            f"WHERE seq IN ({marks}) ORDER BY seq, id",
+            "SELECT n.seq, c.asset, c.samples, c.payload FROM numbered n "
+            f"JOIN chunks c ON c.id = n.chunk WHERE n.seq IN ({marks}) ORDER BY n.seq, c.id",
             seqs,
         ).fetchall()
         batches = self._batches(batch_rows)
@@ -389,7 +395,7 @@ class DiskBuffer:
         return batches
 
     def _number(self, assignments: list[tuple[int, int]]) -> None:
-        self._db.executemany("UPDATE chunks SET seq = ? WHERE id = ?", assignments)
+        self._db.executemany("INSERT INTO numbered (seq, chunk) VALUES (?, ?)", assignments)
         self._db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)", (self._next_seq,)
         )

@@ -36,6 +36,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     browse.set_defaults(handler=main_browse)
 
 
+EXIT_BUFFER = 4  # the disk buffer cannot be opened at all
+
+
 def run_edge(args: argparse.Namespace) -> int:
     from plantwire.config import load_site
     from plantwire.errors import ConfigError
@@ -62,11 +65,19 @@ def run_edge(args: argparse.Namespace) -> int:
             return 2
         node = site.edge_nodes[0].id
     from edge.agent import EdgeAgent
+    from edge.buffer import BufferUnavailableError
 
     try:
         agent = EdgeAgent(site, node, buffer_path=args.buffer, health_port=args.health_port)
     except ValueError as exc:
         print(f"plantwire edge: {exc}", file=sys.stderr)
         return 2
+    except BufferUnavailableError as exc:
+        print(
+            f"plantwire edge: {exc}; nothing can be buffered, so the edge does not start -- "
+            "free space on that disk or point edge_nodes[].buffer_path elsewhere",
+            file=sys.stderr,
+        )
+        return EXIT_BUFFER
     asyncio.run(run_until_signalled(agent.run()))
     return 0

@@ -11,10 +11,11 @@ Three things make a WAL-mode SQLite file safe on a small disk:
   :meth:`DiskRoom.used_bytes` is what SQLite really uses: pages holding data plus the WAL.
 * **A reserve.** Every write, a deletion included, needs room in the WAL. When something else
   fills the disk, a file that can no longer write can no longer delete to make room either. So a
-  small reserve file (``<file>.reserve``) is kept beside it: on ``SQLITE_FULL`` the reserve is
+  small reserve file (``<file>.reserve``) is kept beside it, big enough to open the file (its
+  WAL index, ``-shm``, is 32 KiB) and write a WAL's worth: on ``SQLITE_FULL`` the reserve is
   given up, which lets the owner delete what its policy says and give the space back
-  (``auto_vacuum=INCREMENTAL`` shrinks the file), and the reserve is made again when there is
-  room.
+  (``auto_vacuum=INCREMENTAL`` shrinks the file, a WAL's worth of pages at a time), and the
+  reserve is made again when there is room.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MIN_WAL_BYTES = 16 * 1024
 MAX_WAL_BYTES = 4 * 1024 * 1024
+SHM_BYTES = 32 * 1024  # SQLite's WAL index file, made when the file is opened
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -41,15 +43,44 @@ def is_disk_full(exc: BaseException) -> bool:
     return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
+def reserve_path(path: Path) -> Path:
+    return path.with_name(path.name + ".reserve")
+
+
 def open_bounded(path: Path, max_bytes: int) -> tuple[sqlite3.Connection, DiskRoom]:
-    """Open (or create) a WAL-mode file whose pages can be given back to the disk."""
+    """Open (or create) a WAL-mode file whose pages can be given back to the disk.
+
+    Opening writes too (the WAL's index, ``-shm``): on a full disk the reserve is given up for
+    it, and made again once the owner has dropped enough.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    # Only takes effect on a new, empty file: a file from before keeps its mode.
-    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        db = _connect(path)
+    except sqlite3.Error as exc:
+        reserve = reserve_path(path)
+        if not reserve.exists():
+            raise
+        log.warning("%s: cannot open it (%s); giving up its reserve to make room", path, exc)
+        reserve.unlink()
+        db = _connect(path)
     return db, DiskRoom(db, path, max_bytes)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        # Only takes effect on a new, empty file: a file from before keeps its mode.
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        # Debian builds SQLite with secure_delete on: every freed page is zeroed, so deleting
+        # data writes as much as storing it did -- on a full disk, too much. FAST zeroes only
+        # what is written anyway.
+        db.execute("PRAGMA secure_delete=FAST")
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 class DiskRoom:
@@ -64,8 +95,8 @@ class DiskRoom:
         self.wal_bytes = min(MAX_WAL_BYTES, max(MIN_WAL_BYTES, room // 32))
         db.execute(f"PRAGMA journal_size_limit={self.wal_bytes}")
         db.execute(f"PRAGMA wal_autocheckpoint={max(8, self.wal_bytes // self.page_bytes)}")
-        self.reserve_path = path.with_name(path.name + ".reserve")
-        self.reserve_bytes = 2 * self.wal_bytes + MIN_WAL_BYTES
+        self.reserve_path = reserve_path(path)
+        self.reserve_bytes = SHM_BYTES + 2 * self.wal_bytes + MIN_WAL_BYTES
         self.can_shrink = int(db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2
         self.keep_reserve()
 
@@ -98,11 +129,14 @@ class DiskRoom:
 
     def limit_bytes(self) -> int:
         """What the data may take: the cap less the WAL's room -- or, when the disk has less,
-        the file's own size (free pages are reusable) and the disk's free space, less room for
-        the WAL to grow back and for the reserve to be made again if it was given up."""
-        files = self._size("") + self._size("-wal")
-        keep = 2 * self.wal_bytes + (0 if self.has_reserve else self.reserve_bytes)
-        return max(0, min(self.max_bytes - self.wal_bytes, files + self.free_bytes() - keep))
+        all the space the file could have (its own, free pages included, its WAL's and the
+        disk's free space) less what the WAL may take (its file as it is, at least four times
+        its limit: a transaction writes past the limit before the checkpoint) and the reserve,
+        if it was given up and must be made again."""
+        wal_file = self._size("-wal")
+        room = self._size("") + wal_file + self.free_bytes()
+        keep = max(wal_file, 4 * self.wal_bytes) + (0 if self.has_reserve else self.reserve_bytes)
+        return max(0, min(self.max_bytes - self.wal_bytes, room - keep))
 
     def disk_is_the_limit(self) -> bool:
         return self.limit_bytes() < self.max_bytes - self.wal_bytes
@@ -137,13 +171,20 @@ class DiskRoom:
         return True
 
     def checkpoint(self) -> None:
-        """Move the WAL into the file and truncate it (its space goes back to the disk)."""
+        """Move the WAL into the file and truncate it: its space goes back to the disk now."""
         with contextlib.suppress(sqlite3.Error):
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def shrink(self) -> None:
-        """Give the file's free pages back to the disk (where the file allows it)."""
-        if self.can_shrink:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("PRAGMA incremental_vacuum").fetchall()
-        self.checkpoint()
+        """Give the file's free pages back to the disk, where the file allows it: a WAL's worth
+        of pages at a time (each step writes the pages it moves to the WAL)."""
+        step = max(1, self.wal_bytes // self.page_bytes // 2)
+        while self.can_shrink:
+            free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+            if not free:
+                break
+            try:
+                self.db.execute(f"PRAGMA incremental_vacuum({min(step, free)})").fetchall()
+            except sqlite3.Error:
+                break
+            self.checkpoint()

@@ -207,6 +207,7 @@ class LinkEmulator:
         self._tasks: set[asyncio.Task[None]] = set()  # schedules and outage restores
         self._outage_task: asyncio.Task[None] | None = None
         self._outage_until = 0.0
+        self._outage_cut = asyncio.Event()  # end_outage(): restore now
         self._stopping = False
         self._target_down = False
 
@@ -283,6 +284,12 @@ class LinkEmulator:
             self.stats.dropped_by_outage += 1
             connection.abort()
         self._outage_task = self._track(self._restore_after_outage())
+
+    def end_outage(self) -> None:
+        """End the running outage now (a test that waits for something, not for a time)."""
+        if self.in_outage:
+            self._outage_until = 0.0
+            self._outage_cut.set()
 
     async def wait_online(self) -> None:
         """Return once no outage is running (at once if none is)."""
@@ -400,8 +407,11 @@ class LinkEmulator:
     async def _restore_after_outage(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self._outage_cut.clear()
         while (remaining := self._outage_until - loop.time()) > 0:
-            await asyncio.sleep(remaining)  # loop: a second outage() may have extended it
+            # Loop: a second outage() may have extended it; end_outage() cuts it short.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outage_cut.wait(), remaining)
         warned = False
         while self._server is None:
             try:

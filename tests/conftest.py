@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -76,3 +77,32 @@ def mosquitto_private(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker of this test's own, for tests that restart or kill it."""
     with running(Mosquitto, tmp_path / "mosquitto") as server:
         yield server
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``small_disk("2m")``: a tmpfs of that size mounted in this test's folder, as the small or
+    full disk of an edge device. Mounting needs root (as CI runs); elsewhere the test is skipped,
+    under ``CI=true`` it fails."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            message = f"cannot mount a {size} tmpfs (needs root): {result.stderr.strip()}"
+            if IN_CI:
+                pytest.fail(f"{message} -- CI runs as root", pytrace=False)
+            pytest.skip(message)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -9,11 +9,13 @@ Layout::
         v0001/evaluation.png   signals, score, threshold and truth (written by training)
         promotions.jsonl       every promotion and rollback, newest last
 
-A model file cannot run code when loaded: skops rebuilds only the types it is told to trust,
-and PlantWire trusts an explicit list (:data:`TRUSTED_TYPES`). A file whose bytes changed since
-it was saved (its SHA-256 no longer matches the metadata), that holds any other type, or whose
-trusted types do not hold a model PlantWire could have saved (a tree whose indices point outside
-it, say) is refused with :class:`ModelFileError`.
+A model file cannot run code when loaded: skops rebuilds only the types it is told to trust.
+skops itself trusts many scikit-learn estimators by default (a OneClassSVM, say), so PlantWire
+does not rely on that: every type a file holds must be on its own explicit list
+(:data:`MODEL_TYPES`), of which only :data:`TRUSTED_TYPES` need telling skops. A file whose bytes
+changed since it was saved (its SHA-256 no longer matches the metadata), that holds any other
+type, or whose types do not hold a model PlantWire could have saved (a tree whose indices point
+outside it, say) is refused with :class:`ModelFileError`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +38,20 @@ from plantwire.errors import PlantWireError
 
 __all__ = ["TRUSTED_TYPES", "ModelFileError", "ModelVersion", "Registry"]
 
-# The only non-builtin types a PlantWire model file may hold (scikit-learn's tree structure, for
-# the Isolation Forest); numpy arrays, numbers, strings, lists and dicts need no trust.
+# The types skops must be told to trust for a PlantWire model (scikit-learn's tree structure,
+# for the Isolation Forest).
 TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+# Every type a PlantWire model file may hold: plain data, and the Isolation Forest's parts.
+MODEL_TYPES = frozenset(
+    {
+        *(f"builtins.{name}" for name in ("dict", "list", "tuple", "str", "int", "float", "bool")),
+        *(f"numpy.{name}" for name in ("ndarray", "float64", "float32", "int64", "int32", "bool_")),
+        "sklearn.ensemble._iforest.IsolationForest",
+        "sklearn.tree._classes.ExtraTreeRegressor",
+        *TRUSTED_TYPES,
+    }
+)
+MAX_SCHEMA_BYTES = 64 * 1024 * 1024  # a model's schema is kilobytes; refuse a zip bomb
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 PLOT_FILE = "evaluation.png"
@@ -57,6 +71,26 @@ class ModelVersion:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def types_in(path: Path) -> set[str]:
+    """Every type a skops file would build, from its ``schema.json`` (read, never run)."""
+    with zipfile.ZipFile(path) as archive:
+        if archive.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
+            raise ValueError("schema.json is larger than any model's")
+        schema = json.loads(archive.read("schema.json"))
+    found: set[str] = set()
+    waiting: list[Any] = [schema]
+    while waiting:
+        node = waiting.pop()
+        if isinstance(node, dict):
+            module, name = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            waiting.extend(node.values())
+        elif isinstance(node, list):
+            waiting.extend(node)
+    return found
 
 
 class Registry:
@@ -177,10 +211,10 @@ class Registry:
                 f"{path}: the file changed since it was saved (SHA-256 differs): refused"
             )
         try:
-            untrusted = skops.io.get_untrusted_types(file=path)
+            held = types_in(path) | set(skops.io.get_untrusted_types(file=path))
         except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
             raise ModelFileError(f"{path}: not a readable skops file ({exc})") from None
-        unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
+        unexpected = sorted(held - MODEL_TYPES)
         if unexpected:
             raise ModelFileError(
                 f"{path}: holds types PlantWire does not trust ({', '.join(unexpected)}): refused"

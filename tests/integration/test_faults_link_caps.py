@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -584,3 +585,122 @@ def test_a_full_gateway_spool_stops_intake_until_influxd_is_back(
     assert stored == sent
     assert run["gateway_samples"] == run["edge_published"]
     assert run["gaps"] == run["duplicates"] == 0
+
+
+# -- 4. the edge's buffer on a small disk, then a full one ---------------------------------------
+SMALL_DISK = "512k"  # an edge device's small data partition: about 6,000 of the line's samples
+
+
+def fill_disk(folder: Path) -> int:
+    """Take every free byte of ``folder``'s disk, as a runaway log would; the bytes taken."""
+    taken = 0
+    with (folder / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:  # until ENOSPC: full
+            taken += filler.write(b"\0" * 4096)
+    return taken
+
+
+def free_bytes(folder: Path) -> int:
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
+def test_an_edge_buffer_on_a_small_disk_drops_its_oldest_and_restarts_on_a_full_disk(
+    tmp_path: Path,
+    small_disk: Callable[[str], Path],
+    mosquitto_private: Mosquitto,
+    influxd: Influxd,
+    influx: InfluxClient,
+) -> None:
+    """The buffer's disk is far smaller than buffer_max_mb: during an outage the edge fills what
+    the disk allows and drops its oldest samples. Stopped there, the rest of the disk is taken by
+    something else, and a new edge process starts on the full disk, reads on, and drains when
+    the link returns: every sample read is stored or counted as dropped, and everything read
+    after the link returned is stored."""
+    disk = small_disk(SMALL_DISK)
+
+    async def scenario() -> dict[str, Any]:
+        async with (
+            simulated_plant() as modbus,
+            LinkEmulator(("127.0.0.1", 0), ("127.0.0.1", mosquitto_private.port), "ideal") as link,
+        ):
+            site = fault_site(
+                tmp_path,
+                modbus_port=modbus.port,
+                mqtt_port=link.port,
+                influxd=influxd,
+                database=influx.database,
+                edge={"buffer_path": str(disk / "edge.db")},  # buffer_max_mb: 1024, as shipped
+            )
+            gateway = gateway_for(site, mosquitto_private, tmp_path / "spool.db")
+            first, ledger = edge_for(site, pass_rereads=False)
+            gateway_task = await running(gateway)
+            first_task = asyncio.create_task(first.run())
+            second_task: asyncio.Task[None] | None = None
+            try:
+                await until(published_more(first, 1000), 60, "a stream before the outage")
+                await link.outage(600)
+                await until(lambda: first.buffer.dropped_samples > 500, 180, "the disk filling")
+                first_dropped = first.buffer.dropped_samples
+                first_buffered = first.buffer.samples
+                await stop(first_task)  # the agent flushes and closes its buffer
+                filled = fill_disk(disk)
+                free_at_restart = free_bytes(disk)
+                # A new process would start here: the same buffer file, the same reads ledger.
+                second = EdgeAgent(site, EDGE, health_port=free_port())
+                second.intake = ledger.wrap(second.intake)  # type: ignore[method-assign,assignment]
+                restored_buffer = second.buffer.samples
+                second_task = asyncio.create_task(second.run())
+                await until(lambda: second.samples_read > 2000, 60, "reading on a full disk")
+                disk_full_events = second.buffer.disk_full_events
+                read_before_link = set(ledger.samples)
+                link.end_outage()
+                await until(lambda: second.forwarder.connected, 60, "the edge reconnecting")
+                await until(published_more(second, 2000), 60, "the stream after the outage")
+                assert await second.drain(60), second.buffer.samples
+                dropped = first_dropped + second.buffer.dropped_samples
+                want = len(ledger.samples) - dropped
+                deadline = time.monotonic() + 60
+                while True:
+                    arrived = await asyncio.to_thread(samples_stored, influx, site.site.id)
+                    if len(arrived) >= want or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.5)
+                assert await gateway.drain(30)
+            finally:
+                await stop(first_task)
+                if second_task is not None:
+                    await stop(second_task)
+                await stop(gateway_task)
+        return {
+            "read": ledger,
+            "arrived": arrived,
+            "dropped": dropped,
+            "first_dropped": first_dropped,
+            "first_buffered": first_buffered,
+            "restored_buffer": restored_buffer,
+            "filled": filled,
+            "free_at_restart": free_at_restart,
+            "disk_full_events": disk_full_events,
+            "read_after_link": ledger.samples - read_before_link,
+        }
+
+    run = asyncio.run(scenario())
+    read, arrived, dropped = run["read"], run["arrived"], run["dropped"]
+    report(
+        "edge buffer on a 512 KB disk",
+        sent=len(read.samples),
+        arrived=len(arrived),
+        dropped=dropped,
+        dropped_by_first_process=run["first_dropped"],
+        buffered_at_stop=run["first_buffered"],
+        buffered_at_restart=run["restored_buffer"],
+        filler_bytes=run["filled"],
+        free_bytes_at_restart=run["free_at_restart"],
+        disk_full_events=run["disk_full_events"],
+    )
+    assert run["first_dropped"] > 0 and run["free_at_restart"] == 0
+    assert run["restored_buffer"] == run["first_buffered"]  # nothing lost across the restart
+    assert arrived <= read.samples, "influxd holds samples nobody read"
+    assert len(read.samples) == len(arrived) + dropped  # every sample stored or counted
+    assert run["read_after_link"] and run["read_after_link"] <= arrived

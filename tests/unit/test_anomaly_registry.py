@@ -17,11 +17,18 @@ import numpy as np
 import pytest
 import skops
 import skops.io
+from sklearn.svm import OneClassSVM
 
 import analytics.anomaly.registry as registry_module
 from analytics.anomaly.detectors import DETECTORS
 from analytics.anomaly.forest import WindowedIsolationForest
-from analytics.anomaly.registry import TRUSTED_TYPES, ModelFileError, ModelVersion, Registry
+from analytics.anomaly.registry import (
+    MODEL_TYPES,
+    TRUSTED_TYPES,
+    ModelFileError,
+    ModelVersion,
+    Registry,
+)
 from analytics.anomaly.threshold import Threshold
 
 MACHINE = "bd/dairy/filling/filler"
@@ -98,6 +105,25 @@ def test_a_model_file_with_untrusted_types_is_refused_even_with_a_matching_hash(
     meta.write_text(json.dumps(record))
     with pytest.raises(ModelFileError, match="does not trust"):
         registry.load(MACHINE, version)
+
+
+def test_a_type_skops_trusts_by_default_but_plantwire_does_not_is_refused(
+    tmp_path: Path,
+) -> None:
+    """skops trusts scikit-learn's OneClassSVM without being told: PlantWire's list does not."""
+    registry = Registry(tmp_path)
+    version, _ = saved(registry)
+    found = registry.version(MACHINE, version)
+    path = found.folder / "model.skops"
+    svm = OneClassSVM().fit(np.random.default_rng(1).normal(size=(50, 2)))
+    skops.io.dump({"detector": "pca", "model": svm}, path)
+    assert skops.io.get_untrusted_types(file=path) == []  # nothing skops would ask about
+    resign(found)
+    with pytest.raises(
+        ModelFileError, match=r"does not trust \(sklearn\.svm\._classes\.OneClassSVM\)"
+    ):
+        registry.load(MACHINE, version)
+    assert "sklearn.svm._classes.OneClassSVM" not in MODEL_TYPES
 
 
 def test_a_pickle_is_not_a_model_file(tmp_path: Path) -> None:
