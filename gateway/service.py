@@ -10,7 +10,6 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -20,6 +19,7 @@ from gateway.clocks import ClockWatch
 from gateway.deadletter_link import DeadLetterLink
 from gateway.deadletters import DeadLetter, dead_letter
 from gateway.intake import Intake, Processed
+from gateway.metrics import register_metrics
 from gateway.pipeline import PipelinePoints
 from gateway.sparkplug_host import SparkplugIngest, SparkplugResult
 from gateway.sparkplug_state import HostStateLink
@@ -32,7 +32,7 @@ from plantwire.lifecycle import cancel_and_wait
 from plantwire.lineprotocol import FieldValue, LineEncoder, Point
 from plantwire.logs import LogOnce
 from plantwire.memory import release_free_memory
-from plantwire.metrics import CounterFunction, Gauge, Histogram, Registry
+from plantwire.metrics import Histogram, Registry
 from plantwire.mqtt import AsyncMqtt, InboundWindow, Message, MqttUnavailable
 from plantwire.names import check_segment
 from plantwire.sparkplug_topics import sparkplug_subscription
@@ -145,7 +145,7 @@ class Gateway:
         self.rejected_samples = 0
         self.dead_letters: dict[str, int] = {}
         self._once = LogOnce(log)
-        self._metrics()
+        register_metrics(self, self.registry)
         port = settings.health_port if health_port is None else health_port  # 0: no endpoint
         self.health = HealthServer(self.registry, self.status, health_host, port) if port else None
 
@@ -213,14 +213,7 @@ class Gateway:
         self.dead_letter_link.send(letter, lambda: self.tracker.release(delivery))
 
     def _dead_line(self, line: str, reason: str) -> None:
-        letter = dead_letter(
-            self.site.site.id,
-            "influx",
-            "influx",
-            reason,
-            topic="",
-            line=line,
-        )
+        letter = dead_letter(self.site.site.id, "influx", "influx", reason, topic="", line=line)
         self._publish_dead_letter(letter, None)
 
     # -- the pipeline -----------------------------------------------------------------------------
@@ -298,12 +291,10 @@ class Gateway:
                 if self.connected:
                     self._losses.append(time.monotonic())
                     self.connections_lost += 1
-                if (
-                    not self._once.problem(
-                        "mqtt", "MQTT broker unavailable (%s); retrying with backoff", exc
-                    )
-                    and self.reconnecting_in_a_loop
-                ):
+                self._once.problem(
+                    "mqtt", "MQTT broker unavailable (%s); retrying with backoff", exc
+                )
+                if self.reconnecting_in_a_loop:
                     self._once.problem(
                         "mqtt-loop",
                         "MQTT connection lost %d times in %.0f s (last: %s); degraded",
@@ -334,9 +325,9 @@ class Gateway:
         tasks = [
             asyncio.create_task(self._mqtt_loop(), name="mqtt"),
             asyncio.create_task(self.writer.run(), name="writer"),
+            asyncio.create_task(self.dead_letter_link.run(), name="dead letters"),
+            asyncio.create_task(self._watch_loop(), name="health watch"),
         ]
-        tasks.append(asyncio.create_task(self._watch_loop(), name="health watch"))
-        tasks.append(asyncio.create_task(self.dead_letter_link.run(), name="dead letters"))
         if self.settings.pipeline_interval_s > 0:
             tasks.append(asyncio.create_task(self._report_loop(), name="pipeline report"))
         if self.host_state is not None:
@@ -426,122 +417,12 @@ class Gateway:
             await self.health.stop()
 
     # -- health -----------------------------------------------------------------------------------
-    def _metrics(self) -> None:
-        registry = self.registry
-        writer = self.writer
-        sequences = self.intake.sequences
-        counters: dict[str, tuple[str, Callable[[], float]]] = {
-            "plantwire_gateway_messages_total": ("MQTT messages received.", lambda: self.messages),
-            "plantwire_gateway_samples_total": ("Valid samples received.", lambda: self.samples),
-            "plantwire_gateway_samples_rejected_total": (
-                "Invalid samples dead-lettered.",
-                lambda: self.rejected_samples,
-            ),
-            "plantwire_gateway_points_written_total": (
-                "Lines accepted by InfluxDB.",
-                lambda: writer.stats.lines_written,
-            ),
-            "plantwire_gateway_writes_total": (
-                "Writes accepted by InfluxDB.",
-                lambda: writer.stats.writes,
-            ),
-            "plantwire_gateway_write_retries_total": (
-                "Writes retried (429, 5xx, timeouts).",
-                lambda: writer.stats.retries,
-            ),
-            "plantwire_gateway_lines_spooled_total": (
-                "Lines put in the disk spool.",
-                lambda: writer.stats.spooled_lines,
-            ),
-            "plantwire_gateway_sequence_gaps_total": (
-                "Batches missing in edge sequence numbers.",
-                lambda: sequences.gaps,
-            ),
-            "plantwire_gateway_sequence_duplicates_total": (
-                "Batches received again.",
-                lambda: sequences.duplicates,
-            ),
-            "plantwire_gateway_service_messages_refused_total": (
-                "Service state or stats messages refused.",
-                lambda: self.pipeline.refused,
-            ),
-            "plantwire_gateway_messages_acked_total": (
-                "Messages acknowledged to the broker.",
-                lambda: self.tracker.acked,
-            ),
-            "plantwire_gateway_window_full_total": (
-                "Times the window filled and reading paused (back-pressure).",
-                lambda: self.window.pauses,
-            ),
-            "plantwire_gateway_connections_lost_total": (
-                "MQTT connections lost.",
-                lambda: self.connections_lost,
-            ),
-        }
-        for name, (text, function) in counters.items():
-            CounterFunction(registry, name, text).set_function(function)
-        dead = CounterFunction(
-            registry, "plantwire_gateway_dead_letters_total", "Dead letters by kind.", ["kind"]
-        )
-        for kind in ("topic", "payload", "samples", "influx"):
-            dead.set_function(lambda k=kind: self.dead_letters.get(k, 0), kind=kind)  # type: ignore[misc]
-        gauges: dict[str, tuple[str, Callable[[], float]]] = {
-            "plantwire_gateway_spool_lines": (
-                "Lines waiting in the disk spool.",
-                lambda: self.spool.lines,
-            ),
-            "plantwire_gateway_spool_bytes": ("Bytes in the disk spool.", lambda: self.spool.bytes),
-            "plantwire_gateway_spool_disk_bytes": (
-                "What SQLite uses for the spool (pages with data, and the WAL): the cap counts it.",
-                lambda: self.spool.disk_bytes,
-            ),
-            "plantwire_gateway_spool_full": (
-                "1 while the spool is at its cap or its disk is full: intake waits.",
-                lambda: float(self.spool.full),
-            ),
-            "plantwire_gateway_lines_held": (
-                "Lines held in memory: InfluxDB down and the spool's disk full.",
-                lambda: writer.stats.held_lines,
-            ),
-            "plantwire_gateway_writes_in_flight": ("Writes under way.", lambda: writer.in_flight),
-            "plantwire_gateway_messages_unacked": (
-                "Messages received, not yet acknowledged.",
-                lambda: self.tracker.unacked,
-            ),
-            "plantwire_gateway_influx_up": (
-                "1 while InfluxDB takes writes.",
-                lambda: float(writer.influx_up),
-            ),
-            "plantwire_gateway_mqtt_connected": (
-                "1 while subscribed.",
-                lambda: float(self.connected),
-            ),
-            "plantwire_gateway_unacked_bytes": (
-                "Payload bytes received, not yet acknowledged (bounded by inflight_max_mb).",
-                lambda: float(self.window.bytes),
-            ),
-            "plantwire_gateway_reading_paused": (
-                "1 while the window is full and the broker's socket is not read.",
-                lambda: float(self.window.full),
-            ),
-            "plantwire_gateway_write_stalled_seconds": (
-                "Seconds writes have waited without one completing.",
-                self.writer.stalled_s,
-            ),
-        }
-        for name, (text, function) in gauges.items():
-            Gauge(registry, name, text).set_function(function)
-
     @property
     def reconnecting_in_a_loop(self) -> bool:
         """Lost the connection RECONNECT_LOOP_COUNT times within RECONNECT_LOOP_WINDOW_S."""
         since = time.monotonic() - RECONNECT_LOOP_WINDOW_S
         self._losses = [at for at in self._losses if at > since]
         return len(self._losses) >= RECONNECT_LOOP_COUNT
-
-    @property
-    def write_stalled(self) -> bool:
-        return self.writer.stalled_s() > self.settings.write_stall_s
 
     async def _watch_loop(self) -> None:
         """Log when the write path stalls or the connection keeps dropping, and when not; give

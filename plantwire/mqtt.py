@@ -6,8 +6,7 @@ only 3.1.1 (such as amqtt, the demo's embedded broker): clean start becomes clea
 MQTT 5 CONNECT properties (session expiry, receive maximum) are left out, so a persistent session
 lasts as long as the broker keeps it and the gateway's back-pressure bound is not sent.
 
-The network runs in a thread of ours (:class:`_NetworkLoop`), driving paho through its public
-external-loop calls (``loop_read``, ``loop_write``, ``loop_misc``), because paho's own thread
+The network runs in a thread of ours (:mod:`plantwire.mqtt_network`), because paho's own thread
 cannot stop reading: a broker that ignores Receive Maximum (Mosquitto 2.0.11 does) could
 otherwise push a whole backlog into memory. Received messages count against an
 :class:`InboundWindow` (messages and bytes not yet acknowledged); while it is full the thread
@@ -28,10 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 import socket
 import ssl
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -44,6 +41,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from plantwire.config.models import MqttConfig
+from plantwire.mqtt_network import BACKLOG_AFTER_S, Client, InboundWindow, NetworkLoop
 
 __all__ = ["AsyncMqtt", "InboundWindow", "Message", "MqttUnavailable"]
 
@@ -54,178 +52,6 @@ Message = paho.MQTTMessage
 
 class MqttUnavailable(Exception):  # noqa: N818 - reads as the state it reports
     """The broker could not be reached, refused the connection, or the connection was lost."""
-
-
-# A message read after the socket has had data waiting this long comes from a backlog.
-BACKLOG_AFTER_S = 1.0
-
-
-class InboundWindow:
-    """What the broker has pushed to us and we have not finished with: at most ``max_messages``
-    messages and ``max_bytes`` payload bytes (``None``: no limit).
-
-    ``admit`` runs in the network thread for every received message, ``release`` in the event
-    loop's thread when the message is done; the network thread stops reading while the window is
-    full. A message is admitted whole, so the window can pass its byte limit by one message.
-    """
-
-    def __init__(self, max_messages: int | None = None, max_bytes: int | None = None) -> None:
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
-        self.messages = 0
-        self.bytes = 0
-        self.peak_messages = 0
-        self.peak_bytes = 0
-        self.pauses = 0  # messages that filled the window (reading stopped after each)
-        self.received_bytes = 0  # payload bytes admitted since start
-        self._lock = threading.Lock()
-
-    @property
-    def full(self) -> bool:
-        return (self.max_messages is not None and self.messages >= self.max_messages) or (
-            self.max_bytes is not None and self.bytes >= self.max_bytes
-        )
-
-    @property
-    def half_full(self) -> bool:
-        """Past half of either limit: messages are coming faster than they are finished (a broker
-        that keeps to Receive Maximum holds the rest of a backlog itself)."""
-        return (self.max_messages is not None and 2 * self.messages > self.max_messages) or (
-            self.max_bytes is not None and 2 * self.bytes > self.max_bytes
-        )
-
-    def admit(self, size: int) -> None:
-        with self._lock:
-            self.messages += 1
-            self.bytes += size
-            self.received_bytes += size
-            self.peak_messages = max(self.peak_messages, self.messages)
-            self.peak_bytes = max(self.peak_bytes, self.bytes)
-            if self.full:
-                self.pauses += 1
-
-    def release(self, size: int) -> bool:
-        """One message is done; True when this reopened a full window (wake the reader)."""
-        with self._lock:
-            was_full = self.full
-            self.messages -= 1
-            self.bytes -= size
-            return was_full and not self.full
-
-    def reset(self) -> None:
-        """A new connection: what the old one delivered will come again."""
-        with self._lock:
-            self.messages = self.bytes = 0
-
-
-# What one recv() asks for: a burst of small messages in one system call.
-READ_BLOCK_BYTES = 64 * 1024
-
-
-class _Client(paho.Client):
-    """paho's client with a keepalive rule that survives a backlog (see the module docstring),
-    reading the socket in blocks: paho asks for one byte at a time for each packet's header, a
-    system call per byte, which in a backlog of small messages costs more than the messages."""
-
-    reading_paused = False
-    _read_buffer = b""
-    _read_at = 0
-
-    def _check_keepalive(self) -> None:
-        if self._ping_t and (self.reading_paused or self._last_bytes_received > self._ping_t):
-            self._ping_t = 0.0  # alive: bytes came after our PINGREQ (its answer waits behind them)
-        super()._check_keepalive()
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._read_at >= len(self._read_buffer):
-            self._read_buffer = super()._sock_recv(max(bufsize, READ_BLOCK_BYTES))
-            self._read_at = 0
-        start = self._read_at
-        self._read_at = start + bufsize
-        return self._read_buffer[start : self._read_at]
-
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the socket that paho has not taken yet: select() cannot see them."""
-        return max(0, len(self._read_buffer) - self._read_at)
-
-
-def _tls_pending(sock: Any) -> int:
-    """Bytes TLS has decrypted but we have not read: select() cannot see them."""
-    pending = getattr(sock, "pending", None)
-    return int(pending()) if pending is not None else 0
-
-
-class _NetworkLoop(threading.Thread):
-    """Reads, writes and keeps the connection alive for one paho client, until it closes."""
-
-    def __init__(self, client: _Client, window: InboundWindow, name: str) -> None:
-        super().__init__(name=f"mqtt-{name}", daemon=True)
-        self.client = client
-        self.window = window
-        self._stopping = False
-        # Set before the thread looks at what there is to do and may sleep, cleared when it
-        # wakes: a wake() while it is clear is not needed, the thread will look again anyway.
-        self._idle = True
-        # When the socket last had nothing to read: a message read long after that came from
-        # a backlog (the broker had more for us than we could take), however prompt it looks.
-        self.caught_up_at = time.monotonic()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        # paho calls this when it has something to send; without it, paho would write from
-        # whatever thread published.
-        client.on_socket_register_write = lambda *args: self.wake()
-
-    def wake(self) -> None:
-        """Have the thread look again at what to read and write (a system call: only when it
-        may be asleep in select)."""
-        if self._idle:
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"\0")
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.wake()
-        if threading.current_thread() is not self:
-            self.join(timeout=10)
-
-    def run(self) -> None:
-        try:
-            while not self._stopping and self._turn():
-                pass
-        finally:
-            self._wake_r.close()
-            self._wake_w.close()
-
-    def _turn(self) -> bool:
-        """One select() and what it found; False when the connection is gone."""
-        client = self.client
-        sock = client.socket()
-        if sock is None:
-            return False
-        self._idle = True
-        paused = client.reading_paused = self.window.full
-        pending = 0 if paused else client.buffered or _tls_pending(sock)
-        readers = [self._wake_r] if paused else [sock, self._wake_r]
-        writers = [sock] if client.want_write() else []
-        try:
-            readable, _, _ = select.select(readers, writers, [], 0.0 if pending else 1.0)
-        except (OSError, ValueError, TypeError):  # closed under us (disconnect, abandon)
-            return False
-        finally:
-            self._idle = False
-        if self._wake_r in readable:
-            with contextlib.suppress(OSError):
-                self._wake_r.recv(4096)
-        if not paused and not pending and sock not in readable:
-            self.caught_up_at = time.monotonic()
-        reading = not paused and (sock in readable or pending)
-        if reading and client.loop_read() != paho.MQTT_ERR_SUCCESS:
-            return False
-        if client.want_write() and client.loop_write() != paho.MQTT_ERR_SUCCESS:
-            return False
-        return client.loop_misc() == paho.MQTT_ERR_SUCCESS
 
 
 class AsyncMqtt:
@@ -265,7 +91,7 @@ class AsyncMqtt:
         self.on_lost: Callable[[str], None] = lambda reason: None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Future[None] | None = None
-        self._network: _NetworkLoop | None = None
+        self._network: NetworkLoop | None = None
         # Messages from the network thread, handed over in bursts: one wake-up of the event
         # loop for however many arrived meanwhile, not one per message.
         self._inbox: deque[tuple[paho.MQTTMessage, bool]] = deque()  # (message, from backlog)
@@ -274,7 +100,7 @@ class AsyncMqtt:
         self._closed = False  # abandoned or disconnected: deliver nothing more
         self.last_message_at = 0.0  # monotonic; what a slow SUBACK is judged against
         self.connected = False
-        client = _Client(
+        client = Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311,
@@ -440,7 +266,7 @@ class AsyncMqtt:
             timeout_ms = 2 * self.config.keepalive_s * 1000
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
-        self._network = _NetworkLoop(self.client, self.window, self.client_id)
+        self._network = NetworkLoop(self.client, self.window, self.client_id)
         self._network.start()
 
     @property

@@ -1,8 +1,11 @@
-"""Test helpers shared by the fault suites: counting what reached influxd."""
+"""Test helpers shared by the fault suites: counting what reached influxd, filling a disk."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from plantwire.influxql import quote_literal
 from plantwire.model import AssetPath, Sample
@@ -31,3 +34,18 @@ def points_stored(influx: InfluxClient, site_id: str) -> tuple[int, int]:
             else:
                 values += int(count)
     return values, quality
+
+
+def fill_disk(folder: Path) -> int:
+    """Take every free byte of ``folder``'s disk, as a runaway log would; the bytes taken."""
+    taken = 0
+    with (folder / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:  # until ENOSPC: full
+            taken += filler.write(b"\0" * 4096)
+    return taken
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on ``folder``'s disk."""
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-__all__ = ["MemorySampler", "PlantwireProcess", "rss_mb"]
+__all__ = ["MemorySampler", "PlantwireProcess", "cpu_seconds", "rss_mb"]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -27,6 +29,16 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, all its threads, user and system (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 class MemorySampler:
@@ -89,6 +101,9 @@ class PlantwireProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def kill_9(self) -> None:
         """No chance to flush, acknowledge or say goodbye: a power cut, or the OOM killer."""

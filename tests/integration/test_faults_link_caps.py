@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections import defaultdict
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pw_faults import QUALITY_SUFFIX, Intake, points_stored
+from pw_faults import QUALITY_SUFFIX, Intake, fill_disk, free_bytes, points_stored
 from pw_gateway import TopicCounter, running, stop
 from pw_mqtt import DEMO, SampleKey, sim_site
 
@@ -132,6 +131,19 @@ async def wait_stored(
         got = await asyncio.to_thread(points_stored, influx, site_id)
         if got == want or time.monotonic() > deadline:
             return got
+        await asyncio.sleep(0.5)
+
+
+async def until_arrived(
+    influx: InfluxClient, site_id: str, want: int, timeout_s: float
+) -> set[SampleKey]:
+    """The samples in influxd once ``want`` arrived (the gateway writes what the broker holds
+    for it), or when the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        arrived = await asyncio.to_thread(samples_stored, influx, site_id)
+        if len(arrived) >= want or time.monotonic() > deadline:
+            return arrived
         await asyncio.sleep(0.5)
 
 
@@ -406,12 +418,7 @@ def test_a_full_edge_buffer_drops_the_oldest_samples_and_counts_them(
                 metrics = await scrape(agent.health.port)
                 dropped = int(metrics["plantwire_edge_samples_dropped_total"])
                 want = len(ledger.samples) - dropped
-                deadline = time.monotonic() + 60
-                while True:  # the gateway writes what the broker holds for it
-                    arrived = await asyncio.to_thread(samples_stored, influx, site.site.id)
-                    if len(arrived) >= want or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.5)
+                arrived = await until_arrived(influx, site.site.id, want, 60)
                 assert await gateway.drain(30)
                 counted = await asyncio.to_thread(points_stored, influx, site.site.id)
             finally:
@@ -591,20 +598,6 @@ def test_a_full_gateway_spool_stops_intake_until_influxd_is_back(
 SMALL_DISK = "512k"  # an edge device's small data partition: about 6,000 of the line's samples
 
 
-def fill_disk(folder: Path) -> int:
-    """Take every free byte of ``folder``'s disk, as a runaway log would; the bytes taken."""
-    taken = 0
-    with (folder / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
-        while True:  # until ENOSPC: full
-            taken += filler.write(b"\0" * 4096)
-    return taken
-
-
-def free_bytes(folder: Path) -> int:
-    stat = os.statvfs(folder)
-    return stat.f_bavail * stat.f_frsize
-
-
 def test_an_edge_buffer_on_a_small_disk_drops_its_oldest_and_restarts_on_a_full_disk(
     tmp_path: Path,
     small_disk: Callable[[str], Path],
@@ -660,12 +653,7 @@ def test_an_edge_buffer_on_a_small_disk_drops_its_oldest_and_restarts_on_a_full_
                 assert await second.drain(60), second.buffer.samples
                 dropped = first_dropped + second.buffer.dropped_samples
                 want = len(ledger.samples) - dropped
-                deadline = time.monotonic() + 60
-                while True:
-                    arrived = await asyncio.to_thread(samples_stored, influx, site.site.id)
-                    if len(arrived) >= want or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.5)
+                arrived = await until_arrived(influx, site.site.id, want, 60)
                 assert await gateway.drain(30)
             finally:
                 await stop(first_task)

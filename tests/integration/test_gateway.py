@@ -246,3 +246,41 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_good_ones_written
     )
     assert any("came on the topic of" in r for r in reasons)
     assert figures["status"].healthy
+
+
+def test_a_gateway_that_keeps_losing_its_broker_says_degraded_until_it_is_stable(
+    tmp_path: Path,
+    mosquitto_private: Mosquitto,
+    influxd: Influxd,
+    influx: InfluxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three lost connections within five minutes: /healthz says degraded, whatever the socket
+    says the moment it is asked (the gateway reconnects each time), and logs it once."""
+    site = gateway_site(
+        tmp_path,
+        mqtt_port=mosquitto_private.port,
+        influx_url=influxd.url,
+        database=influx.database,
+    )
+
+    async def scenario() -> list[tuple[bool, bool, bool]]:
+        gateway = gateway_for(site)
+        task = await running(gateway)
+        seen = []
+        for _ in range(3):
+            await asyncio.to_thread(mosquitto_private.restart)
+            deadline = time.monotonic() + 30
+            while not gateway.connected or gateway.connections_lost == len(seen):
+                assert time.monotonic() < deadline, "the gateway did not reconnect"
+                await asyncio.sleep(0.1)
+            status = gateway.status()
+            seen.append((gateway.connected, status.healthy, gateway.reconnecting_in_a_loop))
+        await stop(task)
+        return seen
+
+    seen = asyncio.run(scenario())
+    # Connected each time; healthy after one and two losses, degraded at the third.
+    assert seen == [(True, True, False), (True, True, False), (True, False, True)]
+    loops = [r.getMessage() for r in caplog.records if "MQTT connection lost" in r.getMessage()]
+    assert len(loops) == 1 and loops[0].startswith("MQTT connection lost 3 times in 300 s")

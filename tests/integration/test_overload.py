@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from pw_faults import fill_disk
 from pw_gateway import TopicCounter
 
 from plantwire.influxql import quote_literal
@@ -329,3 +330,49 @@ def test_a_hung_influxd_turns_healthz_degraded_and_loses_nothing_after_it_resume
     assert details["influx_up"] is True  # the socket alone would have said all is well
     assert len(stall_lines) == 1
     assert out == result.acked == 20_000
+
+
+# -- 5. the spool's disk full while InfluxDB is down ----------------------------------------------
+SPOOL_DISK = "1m"
+
+
+def test_a_spool_on_a_full_disk_holds_intake_and_drains_when_influxd_is_back(
+    tmp_path: Path,
+    small_disk: Callable[[str], Path],
+    mosquitto_private: Mosquitto,
+    influxd_private: Influxd,
+) -> None:
+    """influxd stops; the gateway spools to a 1 MB disk until the disk, not spool_max_mb (2 GB),
+    is the limit, and stops taking messages (the broker keeps them). Then something else takes
+    every free byte left. influxd comes back: the spool drains -- each replayed batch deleted
+    with the room of its reserve file -- and everything is stored, once."""
+    disk = small_disk(SPOOL_DISK)
+    site = flood_site(
+        tmp_path, mosquitto_private, influxd_private, spool_path=str(disk / "spool.db")
+    )
+    site_id, port = site_of(site)["site"]["id"], site_of(site)["gateway"]["health_port"]
+    with running_gateway(tmp_path, site) as gateway:
+        until_healthy(gateway, port)
+        influxd_private.stop()
+        publishers = start_flood(mosquitto_private.port, site_id, publishers=1, count=40_000)
+        wait_for(lambda: bool(log_lines(gateway, "not taking messages")), 120, "the spool full")
+        result = wait_flood(publishers, timeout_s=120)
+        status, details = healthz(port)
+        filled = fill_disk(disk)
+        influxd_private.start()
+        out, seconds = wait_stored(influxd_private.client, site_id, result.acked, gateway)
+        wait_for(lambda: healthz(port)[0] == 200, 60, "/healthz ok again")
+        final = healthz(port)[1]
+    report(
+        "spool on a full disk while influxd is down",
+        sent=result.acked,
+        arrived=out,
+        spool_lines_when_full=details.get("spool_lines"),
+        filler_bytes=filled,
+        drain_s=f"{seconds:.0f}",
+    )
+    assert status == 503 and details["influx_up"] is False and details["spool_lines"] > 0
+    assert details["messages"] < result.acked  # intake stopped: the broker kept the rest
+    assert out == result.acked == 40_000
+    assert final["spool_lines"] == 0 and final["dead_letters"] == 0
+    assert not log_lines(gateway, "Traceback", "failed unexpectedly")

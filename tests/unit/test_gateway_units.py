@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from pw_faults import fill_disk
 
 from gateway.ack import AckTracker
 from gateway.clocks import ClockWatch
@@ -186,6 +188,43 @@ def test_a_full_spool_stops_intake_until_it_drains(tmp_path: Path) -> None:
         return blocked, waiting.done()
 
     assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_spool_on_a_full_disk_refuses_clearly_and_the_writer_holds_the_batch(
+    small_disk: Callable[[str], Path],
+) -> None:
+    """Something else took the whole disk: the spool cannot take a batch (SpoolFullError, full,
+    one log line); the writer keeps the lines, the message unacknowledged, until InfluxDB
+    answers again -- then they are written and released, and nothing is spooled or lost."""
+    disk = small_disk("256k")
+    down = WriteResult(WriteOutcome.UNREACHABLE, None, "connection refused")
+    influx = ScriptedInflux([down] * 3)
+    released: list[Any] = []
+    writer = Writer(
+        influx,
+        Spool(disk / "spool.db", max_bytes=10**9),
+        release=released.append,
+        dead_line=lambda line, reason: None,
+        max_lines=4,
+        max_latency_s=0.01,
+        max_in_flight=2,
+    )
+    fill_disk(disk)
+
+    async def scenario() -> tuple[bool, int, int]:
+        writer.add([f"m f={n} {n}" for n in range(4)], deliveries(1)[0])
+        for _ in range(100):  # the first write fails, the spool refuses, the lines are held
+            await asyncio.sleep(0.02)
+            if writer.stats.held_lines:
+                break
+        held = writer.stats.held_lines
+        full, waiting = writer.spool.full, len(released)
+        await writer.drain(30)  # InfluxDB answers again (the script runs out): written
+        return full and waiting == 0, held, len(released)
+
+    assert asyncio.run(scenario()) == (True, 4, 1)
+    assert writer.stats.held_lines == 0 and writer.stats.spooled_lines == 0
+    assert writer.stats.lines_written == 4 and writer.spool.batches == 0
 
 
 def test_sequence_gaps_and_duplicates_are_counted() -> None:
