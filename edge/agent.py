@@ -22,17 +22,18 @@ from edge.buffer import DiskBuffer
 from edge.forwarder import Forwarder
 from edge.rbe import ReportByException, TagPolicy
 from edge.sources.base import NotConnected, Source, SourceStats, SourceTarget
-from edge.sources.modbus import ModbusSourceDriver
+from edge.sources.registry import driver_for
 from edge.sparkplug_node import SparkplugNode
 from plantwire.backoff import Backoff
-from plantwire.config.models import DeadbandKind, EdgeNode, Machine, ModbusSource, SiteConfig
+from plantwire.config.common import DeadbandKind, SourceConfig
+from plantwire.config.models import EdgeNode, Machine, SiteConfig
 from plantwire.health import HealthServer, HealthStatus
 from plantwire.lifecycle import cancel_and_wait
 from plantwire.logs import LogOnce
 from plantwire.metrics import CounterFunction, Gauge, Registry
 from plantwire.model import AssetPath, Sample
 
-__all__ = ["EdgeAgent", "node_machines"]
+__all__ = ["EdgeAgent", "make_drivers", "node_machines"]
 
 log = logging.getLogger("plantwire.edge")
 FLUSH_INTERVAL_S = 0.05  # samples wait at most this long in memory before they are on disk
@@ -48,35 +49,17 @@ def node_machines(site: SiteConfig, node_id: str) -> list[tuple[AssetPath, Machi
     ]
 
 
-def _make_drivers(machines: list[tuple[AssetPath, Machine]]) -> list[Source]:
-    """One driver per connection: machines behind the same endpoint share it."""
-    groups: dict[tuple[object, ...], list[SourceTarget]] = defaultdict(list)
+def make_drivers(machines: list[tuple[AssetPath, Machine]]) -> list[Source]:
+    """One driver per connection: the source blocks with the same protocol and connection key
+    (the same endpoint, and what else one connection must share) share one."""
+    groups: dict[tuple[object, ...], list[SourceTarget[SourceConfig]]] = defaultdict(list)
     for asset, machine in machines:
         for source in machine.sources:
             metrics = {tag.metric for tag in source.tags}
             clock = machine.clock_metric if machine.clock_metric in metrics else None
-            target = SourceTarget(asset, source, clock)
-            if isinstance(source, ModbusSource):
-                groups[("modbus", source.endpoint, source.serial)].append(target)
-            else:
-                # One session per endpoint and identity: the driver refuses mixed settings.
-                password = source.password.get_secret_value() if source.password else None
-                identity = (
-                    source.endpoint,
-                    source.security.model_dump_json(),
-                    source.username,
-                    password,
-                )
-                groups[("opcua", *identity)].append(target)
-    drivers: list[Source] = []
-    for key, targets in groups.items():
-        if key[0] == "modbus":
-            drivers.append(ModbusSourceDriver(targets))
-        else:
-            from edge.sources.opcua import OpcuaSourceDriver  # asyncua only when OPC UA is used
-
-            drivers.append(OpcuaSourceDriver(targets))
-    return drivers
+            key = (source.protocol, *source.connection_key())
+            groups[key].append(SourceTarget(asset, source, clock))
+    return [driver_for(targets[0].config.protocol)(targets) for targets in groups.values()]
 
 
 def _make_forwarder(
@@ -153,7 +136,7 @@ class EdgeAgent:
         self.machines = node_machines(site, node_id)
         if not self.machines:
             raise ValueError(f"edge node {node_id!r} reads no machines (set edge_node on machines)")
-        self.drivers = _make_drivers(self.machines)
+        self.drivers = make_drivers(self.machines)
         self.rbe = ReportByException(_policies(self.machines))
         path = buffer_path or node.buffer_path or Path(f"plantwire-edge-{node.id}.db")
         self.buffer = DiskBuffer(path, node.id, max_bytes=int(node.buffer_max_mb * 1_000_000))

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from plantwire.config.common import SourceConfig
 from plantwire.model import AssetPath, Sample
 
 __all__ = ["NotConnected", "SampleSink", "Source", "SourceStats", "SourceTarget"]
+
+ConfigT_co = TypeVar("ConfigT_co", bound=SourceConfig, covariant=True)
 
 SampleSink = Callable[[AssetPath, Sequence[Sample]], None]
 
@@ -30,12 +33,12 @@ class NotConnected(Exception):  # noqa: N818 - the name drivers and runtime shar
 
 
 @dataclass(frozen=True)
-class SourceTarget:
-    """One machine's part of a source: which asset its samples belong to and the config of its
-    source block (a ``ModbusSource`` or ``OpcuaSource`` from :mod:`plantwire.config.models`)."""
+class SourceTarget(Generic[ConfigT_co]):
+    """One machine's part of a source: which asset its samples belong to and its source block
+    (a ``ModbusSource``, an ``OpcuaSource``: the driver's own config model)."""
 
     asset: AssetPath
-    config: object
+    config: ConfigT_co
     clock_metric: str | None = None  # a PLC clock tag stamping this machine's samples
 
 

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from edge.sources.base import NotConnected, SampleSink, SourceStats, SourceTarget
 from edge.sources.coalesce import PlannedTag, ReadRequest, plan_requests
 from edge.sources.modbus_codec import RegisterDecodeError, tag_value
-from plantwire.config.models import ByteOrder, ModbusSource, ModbusTag, RegisterTable
+from plantwire.config.modbus import ByteOrder, ModbusSource, ModbusTag, RegisterTable
 from plantwire.lifecycle import cancel_and_wait
 from plantwire.logs import LogOnce
 from plantwire.model import Quality, Sample, Value
@@ -83,17 +84,13 @@ class _ReadFailedError(Exception):
 class ModbusSourceDriver:
     """Reads the tags of the machines behind one Modbus endpoint."""
 
-    def __init__(self, targets: list[SourceTarget]) -> None:
+    def __init__(self, targets: Sequence[SourceTarget[ModbusSource]]) -> None:
         if not targets:
             raise ValueError("a Modbus source needs at least one machine")
-        configs = [target.config for target in targets]
-        if not all(isinstance(c, ModbusSource) for c in configs):
-            raise ValueError("ModbusSourceDriver takes Modbus source blocks only")
-        self.targets = targets
-        self.config: ModbusSource = configs[0]  # type: ignore[assignment]
-        for other in configs[1:]:
-            assert isinstance(other, ModbusSource)
-            if other.endpoint != self.config.endpoint or other.serial != self.config.serial:
+        self.targets = list(targets)
+        self.config = targets[0].config
+        for target in targets[1:]:
+            if target.config.connection_key() != self.config.connection_key():
                 raise ValueError(
                     f"machines share endpoint {self.config.endpoint} with different line settings"
                 )
@@ -113,7 +110,6 @@ class ModbusSourceDriver:
         by_interval: dict[float, list[PlannedTag]] = defaultdict(list)
         for index, target in enumerate(self.targets):
             config = target.config
-            assert isinstance(config, ModbusSource)
             clock = next((t for t in config.tags if t.metric == target.clock_metric), None)
             intervals = set()
             for tag in config.tags:
@@ -132,7 +128,6 @@ class ModbusSourceDriver:
 
     def _planned(self, target: int, tag: ModbusTag, *, publish: bool) -> PlannedTag:
         config = self.targets[target].config
-        assert isinstance(config, ModbusSource)
         self._tags.append(_Tag(target, tag, publish, tag.order or config.byte_order))
         device = tag.device_id if tag.device_id is not None else config.device_id
         return PlannedTag(len(self._tags) - 1, tag, device)

@@ -39,7 +39,8 @@ from edge.sources.opcua_security import (
     read_property,
     resolve_nodes,
 )
-from plantwire.config.models import DeadbandKind, OpcuaSource
+from plantwire.config.common import DeadbandKind
+from plantwire.config.opcua import OpcuaSource
 from plantwire.model import INT64_MAX, INT64_MIN, MAX_STRING_BYTES, AssetPath, Quality, Sample
 
 __all__ = ["OpcuaSourceDriver"]
@@ -99,11 +100,10 @@ class _PollGroup:
     due: float
 
 
-def _make_tags(targets: Sequence[SourceTarget]) -> list[_Tag]:
+def _make_tags(targets: Sequence[SourceTarget[OpcuaSource]]) -> list[_Tag]:
     tags: list[_Tag] = []
     for machine, target in enumerate(targets):
         config = target.config
-        assert isinstance(config, OpcuaSource)
         for tag in config.tags:
             absolute = tag.deadband_kind is DeadbandKind.ABSOLUTE and tag.deadband
             heartbeat = tag.max_interval_s if config.mode == "subscribe" else None
@@ -124,12 +124,6 @@ def _make_tags(targets: Sequence[SourceTarget]) -> list[_Tag]:
                 )
             )
     return tags
-
-
-def _connection_key(config: object) -> tuple[object, ...]:
-    assert isinstance(config, OpcuaSource)
-    password = config.password.get_secret_value() if config.password else None
-    return (config.endpoint, config.security, config.username, password)
 
 
 def _read_requests(
@@ -157,12 +151,12 @@ class OpcuaSourceDriver:
     Every target's config must be an ``OpcuaSource`` with the same endpoint, security and
     identity; connection settings (timeout included) come from the first."""
 
-    def __init__(self, targets: list[SourceTarget]) -> None:
-        if not targets or not all(isinstance(t.config, OpcuaSource) for t in targets):
-            raise ValueError("an OPC UA source driver needs targets with OPC UA sources")
-        self.config: OpcuaSource = targets[0].config  # type: ignore[assignment]
+    def __init__(self, targets: Sequence[SourceTarget[OpcuaSource]]) -> None:
+        if not targets:
+            raise ValueError("an OPC UA source driver needs at least one machine")
+        self.config = targets[0].config
         for target in targets:
-            if _connection_key(target.config) != _connection_key(self.config):
+            if target.config.connection_key() != self.config.connection_key():
                 raise ValueError(
                     f"{target.asset} reaches {self.config.endpoint} with other security or "
                     "identity settings than the other machines on it; one connection has one"

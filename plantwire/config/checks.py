@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from plantwire.config.models import ALL_DAYS, ModbusSource, Shift, SiteConfig
+from plantwire.config.models import ALL_DAYS, Shift, SiteConfig
 from plantwire.config.yamlsource import Path_, format_path
 
 __all__ = ["Finding", "check_site"]
@@ -69,16 +69,8 @@ def _check_machine(
                     f"duplicate metric {tag.metric!r} in machine {machine.id!r}",
                 )
             seen[tag.metric] = source.protocol
-            if (
-                isinstance(source, ModbusSource)
-                and tag.group
-                and tag.group not in source.poll_groups
-            ):
-                groups = ", ".join(sorted(source.poll_groups))
-                yield (
-                    (*tag_path, "group"),
-                    f"poll group {tag.group!r} is not in this source's poll_groups ({groups})",
-                )
+        for where, problem in source.problems():
+            yield ((*path, "sources", s, *where), problem)
     for role, metric in machine.oee.metrics().items():
         if metric not in seen:
             yield (

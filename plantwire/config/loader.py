@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from plantwire.config.checks import check_site
 from plantwire.config.models import SiteConfig
+from plantwire.config.sources import SOURCE_MODELS, AnySource, source_union
 from plantwire.config.yamlsource import Path_, YamlDocument, format_path, read_yaml
 from plantwire.errors import ConfigError, ConfigIssue
 
@@ -185,7 +186,8 @@ def _translate(doc: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
         expected = error.get("ctx", {}).get("expected_tags", "")
         return doc.issue((*path, "protocol"), f"protocol must be one of {expected}")
     if kind == "union_tag_not_found":
-        return doc.issue(path, "missing required key 'protocol' (modbus or opcua)")
+        protocols = " or ".join(sorted(SOURCE_MODELS))
+        return doc.issue(path, f"missing required key 'protocol' ({protocols})")
     given = error.get("input")
     secret = any(part in {"password", "token"} for part in path if isinstance(part, str))
     if (
@@ -252,6 +254,8 @@ def _union_member(annotation: Any, part: Any) -> Any:
 
 
 def _unwrap(annotation: Any, part: Any) -> Any:  # noqa: PLR0911  (one return per type form)
+    if annotation is AnySource:  # resolved at schema time, from the source registry
+        annotation = source_union()
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0], part)

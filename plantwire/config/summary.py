@@ -8,7 +8,7 @@ from collections import Counter
 from pydantic import SecretStr
 
 from plantwire.config.loader import LoadedSite
-from plantwire.config.models import ModbusSource, OpcuaSource, SiteConfig, Source
+from plantwire.config.models import SiteConfig
 
 __all__ = ["describe_site"]
 
@@ -17,20 +17,6 @@ def _secret(value: SecretStr | None, origin: str | None) -> str:
     if value is None or not value.get_secret_value():
         return "not set"
     return f"******** (from {origin})" if origin else "********"
-
-
-def _source_line(source: Source) -> str:
-    if isinstance(source, ModbusSource):
-        groups = ", ".join(f"{name} {interval:g}s" for name, interval in source.poll_groups.items())
-        return (
-            f"modbus {source.endpoint} device {source.device_id}: {len(source.tags)} tags "
-            f"(poll {groups})"
-        )
-    assert isinstance(source, OpcuaSource)
-    security: str = source.security.mode
-    if security != "None":
-        security += f"/{source.security.policy}"
-    return f"opcua {source.endpoint} [{security}, {source.mode}]: {len(source.tags)} tags"
 
 
 def describe_site(loaded: LoadedSite) -> str:
@@ -135,8 +121,9 @@ def _asset_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
                 for index, source in enumerate(machine.sources):
                     path = f"areas[{a}].lines[{li}].machines[{m}].sources[{index}].password"
                     extra = ""
-                    if isinstance(source, OpcuaSource) and source.username:
-                        password = _secret(source.password, origins.get(path))
-                        extra = f", user {source.username}, password {password}"
-                    out.append(f"      {_source_line(source)}{extra}")
+                    login = source.login()
+                    if login is not None:
+                        password = _secret(login[1], origins.get(path))
+                        extra = f", user {login[0]}, password {password}"
+                    out.append(f"      {source.describe()}{extra}")
     return out

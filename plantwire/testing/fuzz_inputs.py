@@ -34,6 +34,7 @@ from plantwire.codec.sparkplug import (
     rebirth_metric,
 )
 from plantwire.config import models
+from plantwire.config.modbus import MODBUS_MAX_REGISTERS
 from plantwire.errors import InvalidNameError
 from plantwire.lineprotocol import LineEncoder, Point
 from plantwire.model import INT64_MAX, INT64_MIN, AssetPath, Batch, Quality, Sample
@@ -469,13 +470,13 @@ def modbus_reads(draw: st.DrawFn) -> tuple[models.ModbusTag, models.ByteOrder, l
     mostly as many as the tag needs, sometimes fewer or more."""
     table = draw(st.sampled_from(list(models.RegisterTable)))
     fields: dict[str, Any] = {"metric": "m", "table": table.value}
-    fields["address"] = draw(st.integers(0, 65535 - models.MODBUS_MAX_REGISTERS))
+    fields["address"] = draw(st.integers(0, 65535 - MODBUS_MAX_REGISTERS))
     if not table.is_bit:
         kind = draw(st.sampled_from([None, *(k for k in models.DataType if k.value != "bit")]))
         if kind is not None:
             fields["type"] = kind.value
         if kind is models.DataType.STRING:
-            fields["length"] = draw(st.integers(1, models.MODBUS_MAX_REGISTERS))
+            fields["length"] = draw(st.integers(1, MODBUS_MAX_REGISTERS))
         elif draw(st.booleans()):
             fields["scale"] = draw(st.floats() | st.sampled_from([0.0, 0.1, -1.0, 1e308]))
             fields["offset"] = draw(st.floats() | st.sampled_from([0.0, -40.0, 1e308]))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from plantwire.config import models
+from plantwire.config import common, models, sources
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "config.md"
 SECTION = re.compile(r"^#+ .*<!-- model: (\w+) -->$", re.MULTILINE)
@@ -23,16 +24,27 @@ def documented_blocks() -> dict[str, set[str]]:
     return blocks
 
 
+def site_file_models() -> dict[str, type[BaseModel]]:
+    """Every block of the site file: the site models and each registered source protocol's
+    (the base blocks every source shares are documented through them)."""
+    modules = {models.__name__, *(model.__module__ for model in sources.SOURCE_MODELS.values())}
+    found: dict[str, type[BaseModel]] = {}
+    for module in map(importlib.import_module, sorted(modules)):
+        for name, cls in vars(module).items():
+            if (
+                isinstance(cls, type)
+                and issubclass(cls, BaseModel)
+                and cls.__module__ in modules
+                and cls.__module__ != common.__name__
+                and not name.startswith("_")
+            ):
+                found[name] = cls
+    return found
+
+
 def test_every_block_and_key_is_documented() -> None:
     blocks = documented_blocks()
-    all_models = {
-        name: cls
-        for name, cls in vars(models).items()
-        if isinstance(cls, type)
-        and issubclass(cls, BaseModel)
-        and cls.__module__ == models.__name__
-        and not name.startswith("_")
-    }
+    all_models = site_file_models()
     assert set(blocks) == set(all_models)
     for name, cls in all_models.items():
         assert blocks[name] == set(cls.model_fields), name
