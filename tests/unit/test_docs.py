@@ -28,18 +28,16 @@ def site_file_models() -> dict[str, type[BaseModel]]:
     """Every block of the site file: the site models and each registered source protocol's
     (the base blocks every source shares are documented through them)."""
     modules = {models.__name__, *(model.__module__ for model in sources.SOURCE_MODELS.values())}
-    found: dict[str, type[BaseModel]] = {}
-    for module in map(importlib.import_module, sorted(modules)):
-        for name, cls in vars(module).items():
-            if (
-                isinstance(cls, type)
-                and issubclass(cls, BaseModel)
-                and cls.__module__ in modules
-                and cls.__module__ != common.__name__
-                and not name.startswith("_")
-            ):
-                found[name] = cls
-    return found
+    return {
+        name: cls
+        for module in map(importlib.import_module, sorted(modules))
+        for name, cls in vars(module).items()
+        if isinstance(cls, type)
+        and issubclass(cls, BaseModel)
+        and cls.__module__ in modules
+        and cls.__module__ != common.__name__
+        and not name.startswith("_")
+    }
 
 
 def test_every_block_and_key_is_documented() -> None:
