@@ -62,11 +62,8 @@ def _load(path: Path, command: str) -> object:
         print(f"plantwire {command}: the site file is refused:\n{exc}", file=sys.stderr)
         return None
     register_secrets_from(site)
-    if site.influxdb is None and site.sqlite is None:
-        print(
-            f"plantwire {command}: {path} has no influxdb or sqlite block to read from",
-            file=sys.stderr,
-        )
+    if site.store is None:
+        print(f"plantwire {command}: {path} has no store: block to read from", file=sys.stderr)
         return None
     return site
 

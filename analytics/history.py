@@ -2,11 +2,11 @@
 scientists train and study anomaly models on.
 
     from plantwire.config import load_site
-    from plantwire.store.influx import InfluxStore
+    from plantwire.store.open import open_store
     from analytics.history import load_history
 
     site = load_site("site.yaml")
-    with InfluxStore(site.influxdb) as store:
+    with open_store(site) as store:
         history = load_history(site, store, "dairy/filling/filler",
                                start="2026-11-16T06:00", end="2026-11-16T22:00")
     history.values        # rows x signals, float64, gaps filled forward

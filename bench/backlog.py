@@ -55,7 +55,7 @@ def site_file(
     config = {
         "site": {"id": site_id},
         "mqtt": {"url": broker.url, "client_id_prefix": site_id},
-        "influxdb": {"url": influxd.url, "database": database.database},
+        "store": {"backend": "influxdb", "url": influxd.url, "database": database.database},
         "gateway": {
             "spool_path": str(folder / "spool.db"),
             "health_port": free_port(),

@@ -153,7 +153,7 @@ def site_for(folder: Path, broker: Mosquitto, influxd: Influxd, database: str) -
     text = f"""
 site: {{id: {SITE}}}
 mqtt: {{url: "{broker.url}", session_expiry_s: 3600, max_payload_bytes: 16777216}}
-influxdb: {{url: "{influxd.url}", database: {database}}}
+store: {{backend: influxdb, url: "{influxd.url}", database: {database}}}
 gateway: {{spool_path: "{folder / database}.db", health_port: 0, receive_maximum: 1000}}
 areas: [{{id: area, lines: [{{id: l, ideal_cycle_time_s: 1, machines: [{{id: m, sources: [{{protocol: modbus, endpoint: "tcp://h", tags: [{{metric: x, table: input, address: 0}}]}}]}}]}}]}}]
 """
@@ -165,8 +165,8 @@ def run_case(
 ) -> tuple[float, int]:
     influxd.client.create_database(database)
     site = site_for(folder, broker, influxd, database)
-    assert site.influxdb is not None
-    gateway = Gateway(site, make_async_writer(site.influxdb), gateway_id=f"bench-{database}")
+    assert site.store is not None
+    gateway = Gateway(site, make_async_writer(site.store), gateway_id=f"bench-{database}")
     ready, go = multiprocessing.Event(), multiprocessing.Event()
     publisher = multiprocessing.Process(
         target=publish, args=(broker.port, messages, rows, ready, go)

@@ -218,7 +218,7 @@ def write_site(
     site = {
         "site": {"id": SITE},
         "mqtt": {"url": urls[0]},
-        "influxdb": {"url": urls[1], "database": DATABASE},
+        "store": {"backend": "influxdb", "url": urls[1], "database": DATABASE},
         "gateway": {"spool_path": str(folder / "gateway-spool.db"), "health_port": gateway_port},
         "edge_nodes": [
             {

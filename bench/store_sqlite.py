@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from plantwire.config.models import InfluxConfig
+from plantwire.config.stores import InfluxConfig
 from plantwire.lineprotocol import LineEncoder, Point
 from plantwire.store import InfluxStore, Store
 from plantwire.store.influx_async import AsyncInfluxV1Writer

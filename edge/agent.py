@@ -20,10 +20,10 @@ from pathlib import Path
 
 from edge.buffer import DiskBuffer
 from edge.forwarder import Forwarder
+from edge.publish import make_format
 from edge.rbe import ReportByException, TagPolicy
 from edge.sources.base import NotConnected, Source, SourceStats, SourceTarget
 from edge.sources.registry import driver_for
-from edge.sparkplug_node import SparkplugNode
 from plantwire.backoff import Backoff
 from plantwire.config.common import DeadbandKind, SourceConfig
 from plantwire.config.models import EdgeNode, Machine, SiteConfig
@@ -60,39 +60,6 @@ def make_drivers(machines: list[tuple[AssetPath, Machine]]) -> list[Source]:
             key = (source.protocol, *source.connection_key())
             groups[key].append(SourceTarget(asset, source, clock))
     return [driver_for(targets[0].config.protocol)(targets) for targets in groups.values()]
-
-
-def _make_forwarder(
-    site: SiteConfig,
-    node: EdgeNode,
-    buffer: DiskBuffer,
-    machines: list[tuple[AssetPath, Machine]],
-) -> Forwarder:
-    """The native forwarder, or the Sparkplug B edge node when the node publishes Sparkplug."""
-    max_latency_s = node.batch_max_latency_ms / 1000
-    if node.payload == "sparkplug":
-        assert site.sparkplug is not None  # the site file's validation guarantees it
-        return SparkplugNode(
-            buffer,
-            site.mqtt,
-            site.sparkplug,
-            edge_id=node.id,
-            site=site.site.id,
-            group_id=site.sparkplug_group,
-            machines=machines,
-            max_samples=node.batch_max_samples,
-            max_latency_s=max_latency_s,
-        )
-    return Forwarder(
-        buffer,
-        site.mqtt,
-        edge_id=node.id,
-        site=site.site.id,
-        assets=[asset for asset, _ in machines],
-        max_samples=node.batch_max_samples,
-        max_latency_s=max_latency_s,
-        wait_for_gateway=node.wait_for_gateway,
-    )
 
 
 def _policies(machines: list[tuple[AssetPath, Machine]]) -> dict[tuple[AssetPath, str], TagPolicy]:
@@ -140,7 +107,15 @@ class EdgeAgent:
         self.rbe = ReportByException(_policies(self.machines))
         path = buffer_path or node.buffer_path or Path(f"plantwire-edge-{node.id}.db")
         self.buffer = DiskBuffer(path, node.id, max_bytes=int(node.buffer_max_mb * 1_000_000))
-        self.forwarder = _make_forwarder(site, node, self.buffer, self.machines)
+        self.forwarder = Forwarder(
+            self.buffer,
+            site.mqtt,
+            make_format(site, node, self.buffer, self.machines),
+            edge_id=node.id,
+            site=site.site.id,
+            max_samples=node.batch_max_samples,
+            max_latency_s=node.batch_max_latency_ms / 1000,
+        )
         self.samples_read = 0
         self._source_tasks: list[asyncio.Task[None]] = []
         self._rate_marks: list[tuple[float, int]] = [(time.monotonic(), 0)]

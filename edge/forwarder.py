@@ -1,14 +1,13 @@
 """The forwarder: drains the disk buffer into MQTT, batch by batch, and forgets a batch only when
-the broker has acknowledged it.
+the broker has acknowledged it -- in whatever format the edge node publishes
+(:mod:`edge.publish`).
 
-On every (re)connection it first publishes the retained birth of each machine and of the edge,
-then resends the batches that were in flight (same sequence numbers, in order), then forms new
-batches from the oldest unsent samples -- so a backlog drains in order while new data keeps
-joining its end. A batch is formed when a machine has ``max_samples`` waiting or the oldest has
-waited ``max_latency_s``. At most ``max_inflight`` batches are unacknowledged at a time.
-
-With ``wait_for_gateway`` no data leaves while no gateway of the site says online (see
-``edge.gateway_watch``): the broker would acknowledge it and deliver it to nobody.
+On every (re)connection the format greets (states, births, subscriptions), then the batches that
+were in flight are sent again (same sequence numbers, in order), then new batches are formed from
+the oldest unsent samples -- so a backlog drains in order while new data keeps joining its end. A
+batch is formed when a machine has ``max_samples`` waiting or the oldest has waited
+``max_latency_s``. At most ``max_inflight`` batches are unacknowledged at a time. While the format
+says data may not leave (no gateway online, no Sparkplug host), it stays in the buffer.
 """
 
 from __future__ import annotations
@@ -22,19 +21,19 @@ from collections.abc import Sequence
 import orjson
 
 from edge.buffer import DiskBuffer, OutgoingBatch
-from edge.gateway_watch import GatewayWatch, gateway_state_filter
+from edge.publish import Publication, PublishFormat
 from plantwire.backoff import Backoff
 from plantwire.config.models import MqttConfig
 from plantwire.logs import LogOnce
-from plantwire.model import AssetPath
 from plantwire.mqtt import AsyncMqtt, Message, MqttUnavailable
-from plantwire.topics import data_topic, service_state_topic, service_stats_topic, state_topic
+from plantwire.topics import service_stats_topic
 
 __all__ = ["Forwarder"]
 
 log = logging.getLogger("plantwire.edge.forwarder")
 
-GATEWAY_GRACE_S = 2.0
+# Retained states follow a subscription within moments: only a longer wait is worth a log line.
+WAIT_GRACE_S = 2.0
 
 
 class Forwarder:
@@ -42,20 +41,19 @@ class Forwarder:
         self,
         buffer: DiskBuffer,
         mqtt: MqttConfig,
+        publish_format: PublishFormat,
         *,
         edge_id: str,
         site: str,
-        assets: Sequence[AssetPath],
         max_samples: int,
         max_latency_s: float,
         max_inflight: int = 32,
-        wait_for_gateway: bool = False,
     ) -> None:
         self.buffer = buffer
         self.mqtt_config = mqtt
+        self.format = publish_format
         self.edge_id = edge_id
         self.site = site
-        self.assets = list(assets)
         self.max_samples = max_samples
         self.max_latency_s = max_latency_s
         self.max_inflight = max_inflight
@@ -67,8 +65,6 @@ class Forwarder:
         # Attempts that never got a connection (TLS refused, login refused, no answer), apart from
         # connections lost later: a wrong CA or password shows as this climbing, not as an outage.
         self.connect_failures = 0
-        self.wait_for_gateway = wait_for_gateway
-        self.gateways = GatewayWatch(site)
         self._resend = False  # batches left in flight by an earlier connection, sent first
         self._wake = asyncio.Event()
         self._inflight: dict[int, OutgoingBatch] = {}  # mid -> batch
@@ -110,45 +106,29 @@ class Forwarder:
         client = AsyncMqtt(
             self.mqtt_config,
             self._client_id(),
-            max_inflight=self.max_inflight + len(self.assets) + 2,
+            max_inflight=self.max_inflight + self.format.extra_inflight,
         )
         client.on_ack = self._acked
         client.on_lost = self._connection_lost
         client.on_message = self._message
         self._lost = None
-        self.gateways.reset()
-        will = (service_state_topic(self.site, self.edge_id), self._status("offline"))
-        await client.connect(will=will, timeout_s=10.0)
+        topic, payload, retain = self.format.will()
+        await client.connect(will=(topic, payload), will_retain=retain, timeout_s=10.0)
         self._client = client
         self.connected = True
         self.connects += 1
         self._once.recovered("broker", "MQTT broker %s connected", self.mqtt_config.url)
-        client.publish(
-            service_state_topic(self.site, self.edge_id), self._status("online"), retain=True
-        )
-        for asset in self.assets:
-            client.publish(state_topic(asset), self._status("online"), retain=True)
-        if self.wait_for_gateway:
-            # The gateways' retained states arrive right after this subscription.
-            await client.subscribe(gateway_state_filter(self.site), qos=1)
+        await self.format.connected(client)
         # What was in flight when the last connection (or process) ended goes first, in order.
         self._resend = True
         self._wake.set()
 
     def _message(self, message: Message) -> None:
         try:
-            if self.gateways.update(message.topic, bytes(message.payload)):
+            if self.format.message(message):
                 self._wake.set()
         except Exception:  # an unexpected message must never stop delivery
             log.exception("cannot handle a message on %s", message.topic)
-
-    @property
-    def may_send(self) -> bool:
-        """Data may leave: a gateway is online, or the edge does not wait for one."""
-        return self.gateways.any_online or not self.wait_for_gateway
-
-    def _status(self, status: str) -> bytes:
-        return orjson.dumps({"status": status, "edge": self.edge_id, "ts": time.time_ns()})
 
     def _connection_lost(self, reason: str) -> None:
         self._lost = reason or "connection lost"
@@ -175,30 +155,27 @@ class Forwarder:
         return True
 
     async def stop(self) -> None:
-        """Say goodbye: machines and edge offline (retained), then disconnect."""
+        """Say goodbye in the format's words, then disconnect."""
         client = self._client
         if client is not None and client.connected:
-            for asset in self.assets:
-                client.publish(state_topic(asset), self._status("offline"), retain=True)
-            client.publish(
-                service_state_topic(self.site, self.edge_id), self._status("offline"), retain=True
-            )
+            with contextlib.suppress(MqttUnavailable):
+                await self.format.goodbye(client)
             await asyncio.sleep(0.2)  # let the goodbyes leave before the socket closes
             await client.disconnect()
         self._client = None
         self.connected = False
 
     # -- publishing -------------------------------------------------------------------------------
-    def _send(self, batch: OutgoingBatch) -> None:
+    def _send(self, batches: Sequence[OutgoingBatch]) -> None:
+        """Publish the format's messages for these batches (stamped now: a resent or
+        long-buffered batch carries a fresh send time)."""
         client = self._client
         assert client is not None
-        # Stamped now, not when read or buffered: the gateway compares this with its own clock.
-        payload = batch.encode(sent_ns=time.time_ns())
-        mid = client.publish(self._data_topic(batch.asset), payload, qos=self.mqtt_config.qos)
-        self._inflight[mid] = batch
-
-    def _data_topic(self, asset: AssetPath) -> str:
-        return data_topic(asset)
+        publications: list[Publication] = self.format.publications(batches)
+        for topic, payload, batch in publications:
+            mid = client.publish(topic, payload, qos=self.mqtt_config.qos)
+            if batch is not None:
+                self._inflight[mid] = batch
 
     def _acked(self, mid: int, ok: bool) -> None:
         batch = self._inflight.pop(mid, None)
@@ -216,7 +193,7 @@ class Forwarder:
                 "broker refused batch %d for %s (not authorized for %s?); kept for a later retry",
                 batch.seq,
                 batch.asset,
-                self._data_topic(batch.asset),
+                self.format.data_topic(batch.asset),
             )
         self._wake.set()
 
@@ -231,39 +208,38 @@ class Forwarder:
         while True:
             if self._lost is not None:
                 raise MqttUnavailable(self._lost)
-            if not self.may_send:
-                # The retained states follow the subscription within moments: only a wait longer
-                # than that is worth a log line.
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), GATEWAY_GRACE_S)
-                if not self.may_send and self._lost is None:
-                    self._once.problem(
-                        "gateway",
-                        "no gateway of site %s is online; data stays in the buffer until one is",
-                        self.site,
-                    )
+            if not self.format.may_send():
+                await self._wait_for_permission()
                 continue
-            self._once.recovered("gateway", "a gateway is online; sending")
+            self._once.recovered("waiting", "data may leave again; sending")
+            self._send(())  # whatever the format owes first (a rebirth)
             if self._resend:
                 self._resend = False
-                for batch in self.buffer.in_flight():
-                    self._send(batch)
+                self._send(self.buffer.in_flight())
             room = self.max_inflight - len(self._inflight)
             if room > 0 and self._due():
                 batches = self.buffer.take(self.max_samples, room)
-                for batch in batches:
-                    self._send(batch)
                 if batches:
+                    self._send(batches)
                     continue
             self._wake.clear()
-            timeout = self.max_latency_s
-            if self.buffer.oldest_unsent_at is not None:
-                timeout = max(
-                    0.001, self.max_latency_s - (time.monotonic() - self.buffer.oldest_unsent_at)
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._sleep()
+
+    async def _wait_for_permission(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), WAIT_GRACE_S)
+        message = self.format.waiting_message()
+        if not self.format.may_send() and self._lost is None and message is not None:
+            self._once.problem("waiting", "%s", message)
+
+    async def _sleep(self) -> None:
+        timeout = self.max_latency_s
+        oldest = self.buffer.oldest_unsent_at
+        if oldest is not None:
+            timeout = max(0.001, self.max_latency_s - (time.monotonic() - oldest))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     @property
     def inflight(self) -> int:

@@ -38,11 +38,8 @@ def run_gateway(args: argparse.Namespace) -> int:
         print(f"plantwire gateway: the site file is refused:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     register_secrets_from(site)
-    if site.influxdb is None and site.sqlite is None:
-        print(
-            f"plantwire gateway: {args.config} has no influxdb or sqlite block to write to",
-            file=sys.stderr,
-        )
+    if site.store is None:
+        print(f"plantwire gateway: {args.config} has no store: block to write to", file=sys.stderr)
         return EXIT_CONFIG
     from gateway.service import Gateway, default_gateway_id
     from gateway.writer import InfluxUnauthorizedError

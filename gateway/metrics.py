@@ -48,6 +48,10 @@ def register_metrics(gateway: Gateway, registry: Registry) -> None:
             "Batches received again.",
             lambda: sequences.duplicates,
         ),
+        "plantwire_gateway_messages_unrouted_total": (
+            "Messages on a topic no payload format reads (dead-lettered).",
+            lambda: gateway.routes.unrouted,
+        ),
         "plantwire_gateway_service_messages_refused_total": (
             "Service state or stats messages refused.",
             lambda: gateway.pipeline.refused,

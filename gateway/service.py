@@ -18,13 +18,14 @@ from gateway.ack import AckTracker, Delivery
 from gateway.clocks import ClockWatch
 from gateway.deadletter_link import DeadLetterLink
 from gateway.deadletters import DeadLetter, dead_letter
-from gateway.intake import Intake, Processed
+from gateway.intake import Intake
 from gateway.metrics import register_metrics
 from gateway.pipeline import PipelinePoints
-from gateway.sparkplug_host import SparkplugIngest, SparkplugResult
+from gateway.routes import site_routes
+from gateway.sparkplug_host import SparkplugIngest
 from gateway.sparkplug_state import HostStateLink
 from gateway.spool import Spool
-from gateway.writer import InfluxUnauthorizedError, LineWriter, Writer
+from gateway.writer import InfluxUnauthorizedError, Writer
 from plantwire.backoff import Backoff
 from plantwire.config.models import SiteConfig
 from plantwire.health import HealthServer, HealthStatus
@@ -35,10 +36,9 @@ from plantwire.memory import release_free_memory
 from plantwire.metrics import Histogram, Registry
 from plantwire.mqtt import AsyncMqtt, InboundWindow, Message, MqttUnavailable
 from plantwire.names import check_segment
-from plantwire.sparkplug_topics import sparkplug_subscription
+from plantwire.store.base import LineWriter
 from plantwire.topics import (
     GATEWAY_ROLE,
-    data_subscription,
     parse_service_topic,
     service_state_topic,
     service_subscription,
@@ -126,6 +126,8 @@ class Gateway:
         )
         self.pipeline = PipelinePoints(site.site.id)
         self.clocks = ClockWatch(settings.clock_tolerance_s, registry=self.registry)
+        # Which decoder reads which topics (native batches, Sparkplug B): gateway/routes.py.
+        self.routes = site_routes(site, self.intake, self.sparkplug, self._request_rebirth)
         self._encoder = LineEncoder()
         self._report_marks = (time.monotonic(), 0)  # (when, points written) at the last report
         self._interval_writes = (0, 0.0)  # writes and their seconds since the last report
@@ -176,19 +178,15 @@ class Gateway:
 
     async def _subscribe(self, client: AsyncMqtt) -> None:
         """Subscribe (again): a resumed session's backlog is already flowing meanwhile."""
-        mqtt = self.site.mqtt
-        topic = data_subscription(self.site.site.id, self.settings.shared_group)
-        await client.subscribe(topic, qos=1)
-        await client.subscribe(
-            service_subscription(self.site.site.id, self.settings.shared_group), qos=1
-        )
-        if self.sparkplug is not None:
-            # Never a shared subscription: seq and aliases are tracked per node, in order.
-            await client.subscribe(sparkplug_subscription(self.site.sparkplug_group), qos=1)
-            self._subscribed.set()
+        mqtt, group = self.site.mqtt, self.settings.shared_group
+        topics = [route.subscription(group) for route in self.routes]
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+        await client.subscribe(service_subscription(self.site.site.id, group), qos=1)
+        self._subscribed.set()  # the Sparkplug host's STATE waits for its subscription
         client.publish(service_state_topic(self.site.site.id, self.id), GATEWAY_ONLINE, retain=True)
         self._once.recovered(
-            "mqtt", "subscribed to %s on %s as %s", topic, mqtt.url, self._client_id()
+            "mqtt", "subscribed to %s on %s as %s", ", ".join(topics), mqtt.url, self._client_id()
         )
 
     def _received(self, message: Message) -> None:
@@ -230,10 +228,7 @@ class Gateway:
                     self.writer.add(self._encoder.lines(points), delivery)
                 self.tracker.release(delivery)
                 continue
-            if self.sparkplug is not None and message.topic.startswith("spBv1.0/"):
-                result = self._sparkplug(self.sparkplug.process(message.topic, message.payload))
-            else:
-                result = self.intake.process(message.topic, message.payload)
+            result = self.routes.decode(message.topic, bytes(message.payload))
             if result.edge is not None and result.sent_ns is not None:
                 self.clocks.observe(
                     result.edge, result.sent_ns, received_ns, from_backlog=not caught_up
@@ -254,10 +249,9 @@ class Gateway:
                 await asyncio.sleep(0)
                 yielded = time.monotonic()
 
-    def _sparkplug(self, result: SparkplugResult) -> Processed:
-        if result.rebirth is not None and self.host_state is not None:
-            self.host_state.request_rebirth(result.rebirth)
-        return result.processed
+    def _request_rebirth(self, edge_node: str) -> None:
+        if self.host_state is not None:
+            self.host_state.request_rebirth(edge_node)
 
     async def _session(self) -> None:
         """One MQTT connection: consume until it is lost.

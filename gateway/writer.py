@@ -21,24 +21,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from gateway.ack import Delivery
 from gateway.spool import Spool, SpoolFullError
 from plantwire.backoff import Backoff
 from plantwire.logs import LogOnce
+from plantwire.store.base import LineWriter
 from plantwire.store.influx import WriteOutcome, WriteResult
 
-__all__ = ["InfluxUnauthorizedError", "LineWriter", "Writer"]
+__all__ = ["InfluxUnauthorizedError", "Writer"]
 
 log = logging.getLogger("plantwire.gateway.writer")
 RETRY_ATTEMPTS = 5
 ROOM_CHECK_S = 5.0  # a full spool is measured again this often while intake waits
 RETRY_MAX_WAIT_S = 30.0
-
-
-class LineWriter(Protocol):
-    async def write(self, body: bytes) -> WriteResult: ...
 
 
 class InfluxUnauthorizedError(Exception):

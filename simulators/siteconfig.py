@@ -181,7 +181,11 @@ def scenario_site_config(
         "version": 1,
         "site": scenario.site.model_dump(),
         "mqtt": {"url": mqtt_url},
-        **({"influxdb": {"url": influx_url, "database": "plantwire"}} if influx_url else {}),
+        **(
+            {"store": {"backend": "influxdb", "url": influx_url, "database": "plantwire"}}
+            if influx_url
+            else {}
+        ),
         "shifts": [
             {
                 "name": shift.name,

@@ -32,7 +32,7 @@ def gateway_site(
     config = {
         "site": {"id": site_id},
         "mqtt": {"url": f"mqtt://127.0.0.1:{mqtt_port}", "session_expiry_s": 3600},
-        "influxdb": {"url": influx_url, "database": database},
+        "store": {"backend": "influxdb", "url": influx_url, "database": database},
         "gateway": {"spool_path": str(tmp_path / f"spool-{uuid.uuid4().hex[:6]}.db"), "health_port": 0,
                     "batch_max_latency_ms": 50, **gateway},
         "areas": [{"id": "dairy", "lines": [{"id": "filling", "ideal_cycle_time_s": 1, "machines": [

@@ -106,7 +106,7 @@ def site_config(
     )
     # The session's tests share the broker: a site id of our own keeps the topics apart.
     config["site"]["id"] = f"bd-{uuid.uuid4().hex[:6]}"
-    config["influxdb"]["database"] = database
+    config["store"]["database"] = database
     config["analytics"].update(health_port=0, registry_path=str(tmp_path / "models"))
     config["gateway"] = {
         "spool_path": str(tmp_path / "spool.db"),
@@ -210,8 +210,8 @@ def _publish_edge_traffic(publisher: Publisher, site_id: str) -> None:
 
 async def run_gateway(site: SiteConfig, mosquitto: Mosquitto, seconds: float = 1.0) -> None:
     """Run a real gateway for ``seconds`` while an edge's traffic arrives."""
-    assert site.influxdb is not None
-    writer = make_async_writer(site.influxdb)
+    assert site.store is not None
+    writer = make_async_writer(site.store)
     gateway = Gateway(site, writer, gateway_id=GATEWAY_ID)  # type: ignore[arg-type]
     task = await running(gateway)
     publisher = Publisher(mosquitto.port, site.site.id, edge=EDGE_ID)
@@ -228,11 +228,11 @@ async def run_gateway(site: SiteConfig, mosquitto: Mosquitto, seconds: float = 1
 def run_ingest(tmp_path: Path, influxd: Influxd, database: str, mosquitto: Mosquitto) -> Ingest:
     scenario = scenario_with_wear()
     site = site_config(tmp_path, scenario, influxd, database, mosquitto)
-    assert site.influxdb is not None
+    assert site.store is not None
     start = plant_start(datetime.now(ZoneInfo(site.site.timezone)), PLANT_HOURS)
     plant = Plant(scenario, start=start)
     start_ns = round(plant.t0 * NS)
-    with InfluxStore(site.influxdb) as store:
+    with InfluxStore(site.store) as store:
         write_telemetry(store, site.site.id, plant, PLANT_HOURS)
         train_filler_model(site, store, start_ns)
         run_analytics(site, store, start_ns, round(plant.now * NS))

@@ -124,3 +124,14 @@ def sim_site(
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, config
+
+
+class RecordingClient:
+    """Stands in for the MQTT client: keeps what the forwarder publishes."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, **options: object) -> int:
+        self.published.append((topic, payload))
+        return len(self.published)

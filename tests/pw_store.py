@@ -8,21 +8,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+import pytest
 
 from gateway.ack import AckTracker, Delivery
 from gateway.spool import Spool
-from gateway.writer import LineWriter, Writer, WriterStats
-from plantwire.config.models import InfluxConfig
-from plantwire.store import InfluxStore, Store
-from plantwire.store.influx_async import AsyncInfluxV1Writer
-from plantwire.store.sqlite import SqliteStore
-from plantwire.store.sqlite_write import make_sqlite_writer
+from gateway.writer import Writer, WriterStats
+from plantwire.config.stores import InfluxConfig, SqliteConfig, StoreConfig
+from plantwire.store import Store
+from plantwire.store.base import LineWriter
+from plantwire.store.registry import backend_for
 from plantwire.testing.servers import InfluxClient, Influxd
-
-
-class ClosingLineWriter(LineWriter, Protocol):
-    async def close(self) -> None: ...
 
 
 @dataclass
@@ -35,20 +32,38 @@ class Backend:
 
     name: str
     store: Store
-    line_writer: Callable[[], ClosingLineWriter]
+    line_writer: Callable[[], LineWriter]
+
+
+def influx_config(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
+    # Asked for here, not in a test's signature, so that other backends' runs never need influxd.
+    server: Influxd = request.getfixturevalue("influxd")
+    database: InfluxClient = request.getfixturevalue("influx")
+    return InfluxConfig(url=server.url, api="v1", database=database.database)
+
+
+def sqlite_config(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
+    return SqliteConfig(path=tmp_path / "store" / "plantwire.db")
+
+
+# Each store backend's block for a test, by backend name: the conformance suite runs on every
+# backend of plantwire.store.registry, so a new backend adds its line here.
+STORE_CONFIGS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreConfig]] = {
+    "influxdb": influx_config,
+    "sqlite": sqlite_config,
+}
 
 
 @contextmanager
-def influx_backend(server: Influxd, database: InfluxClient) -> Iterator[Backend]:
-    config = InfluxConfig(url=server.url, api="v1", database=database.database)
-    with InfluxStore(config) as store:
-        yield Backend("influxdb", store, lambda: AsyncInfluxV1Writer(server.url, database.database))
-
-
-@contextmanager
-def sqlite_backend(path: Path) -> Iterator[Backend]:
-    with SqliteStore(path) as store:
-        yield Backend("sqlite", store, lambda: make_sqlite_writer(path))
+def registered_backend(config: StoreConfig) -> Iterator[Backend]:
+    """A backend as the registry gives it: its store, and its gateway writer."""
+    code = backend_for(config.backend)
+    with code.open_store(config) as store:
+        yield Backend(
+            config.backend,
+            store,
+            lambda: code.line_writer(config, max_connections=4),
+        )
 
 
 @dataclass
@@ -68,7 +83,7 @@ class _Message:
 
 
 def through_gateway(
-    make_writer: Callable[[], ClosingLineWriter],
+    make_writer: Callable[[], LineWriter],
     messages: list[list[str]],
     spool_path: Path,
     *,

@@ -74,10 +74,8 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         site = load_site(args.config)
         register_secrets_from(site)
-        if site.influxdb is None and site.sqlite is None:
-            print(
-                f"plantwire train: {args.config} has no influxdb or sqlite block", file=sys.stderr
-            )
+        if site.store is None:
+            print(f"plantwire train: {args.config} has no store: block", file=sys.stderr)
             return EXIT_USAGE
         truth = json.loads(args.truth.read_text()) if args.truth else None
         with open_store(site) as store:

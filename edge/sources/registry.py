@@ -8,11 +8,11 @@ driver. Adding a protocol: docs/extending.md.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from edge.sources.base import Source, SourceTarget
+from plantwire.registry import load_entry
 
 __all__ = ["DRIVERS", "SourceDriver", "driver_for", "register_driver"]
 
@@ -31,11 +31,7 @@ DRIVERS: dict[str, str | SourceDriver] = {
 
 def driver_for(protocol: str) -> SourceDriver:
     """The driver class of a protocol (imported on first use)."""
-    entry = DRIVERS[protocol]
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = DRIVERS[protocol] = getattr(importlib.import_module(module), name)
-    return entry
+    return load_entry(DRIVERS, protocol)
 
 
 def register_driver(protocol: str, driver: SourceDriver) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "RejectedSample",
     "assemble_batch",
     "decode_batch",
+    "decode_fragments",
     "encode_batch",
     "encode_samples",
 ]
@@ -326,3 +327,17 @@ def assemble_batch(
     frame["asset"] = dict(zip(_ASSET_KEYS, asset, strict=True))
     head = orjson.dumps(frame)
     return head[:-1] + b',"samples":[' + b",".join(f for f in fragments if f) + b"]}"
+
+
+def decode_fragments(fragments: Sequence[bytes]) -> list[Sample]:
+    """The samples of :func:`encode_samples` fragments (what the edge buffer stores), for a
+    format that publishes them otherwise. PayloadError if any does not decode: the buffer
+    wrote them, so that is a bug, not bad input."""
+    try:
+        raw = orjson.loads(b"[" + b",".join(f for f in fragments if f) + b"]")
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"stored samples are not JSON: {exc}") from None
+    samples, rejected = _decode_samples(raw)
+    if rejected:
+        raise PayloadError(f"stored sample {rejected[0].index}: {rejected[0].reason}")
+    return samples

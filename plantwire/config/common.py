@@ -7,11 +7,13 @@ block must offer the rest of PlantWire is :class:`SourceConfig`'s four members.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, Union
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, SecretStr
+from pydantic_core import CoreSchema
 
 from plantwire.names import check_metric_name, check_segment
 
@@ -21,12 +23,14 @@ __all__ = [
     "GroupName",
     "MetricName",
     "Problem",
+    "RegistryUnion",
     "Reporting",
     "Seconds",
     "SourceConfig",
     "SourceTag",
     "Unit",
     "segment",
+    "split_url",
 ]
 
 
@@ -44,6 +48,50 @@ MetricName = Annotated[str, AfterValidator(check_metric_name)]
 GroupName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 Unit = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def split_url(url: str, schemes: dict[str, int], what: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a service url, refusing other schemes and passwords in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(
+            f"{what} url must start with {' or '.join(s + '://' for s in schemes)}, got {url!r}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{what} url {url!r} has no host")
+    if parts.password is not None:
+        raise ValueError(
+            f"{what} url must not carry a password; use the password key with ${{ENV_VAR}}"
+        )
+    try:
+        port = parts.port or schemes[parts.scheme]
+    except ValueError:
+        raise ValueError(f"{what} url {url!r} has an invalid port") from None
+    return parts.scheme, parts.hostname, port
+
+
+class RegistryUnion:
+    """Pydantic marker: parse a block as the model of ``table`` its ``key`` names (a source's
+    ``protocol``, a store's ``backend``), the table read when the schema is built -- so an entry
+    registered later is found once the models holding the block are rebuilt."""
+
+    def __init__(self, table: Mapping[str, type[BaseModel]], key: str) -> None:
+        self.table = table
+        self.key = key
+
+    def union(self) -> Any:
+        """The table's models as one union told apart by the key (one model: just it), so a
+        block's errors point inside its own model's keys."""
+        models = tuple(self.table.values())
+        if len(models) == 1:
+            return models[0]
+        members: Any = Union[models]  # noqa: UP007 - a union of what is registered at run time
+        return Annotated[members, Field(discriminator=self.key)]
+
+    def __get_pydantic_core_schema__(
+        self, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return handler.generate_schema(self.union())
 
 
 class DeadbandKind(StrEnum):

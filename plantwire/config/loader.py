@@ -5,6 +5,7 @@ problem found listed as ``file:line:column: path: what is wrong``."""
 from __future__ import annotations
 
 import difflib
+import logging
 import types
 import typing
 from collections.abc import Mapping
@@ -15,12 +16,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from plantwire.config.checks import check_site
+from plantwire.config.common import RegistryUnion
 from plantwire.config.models import SiteConfig
-from plantwire.config.sources import SOURCE_MODELS, AnySource, source_union
+from plantwire.config.sources import SOURCE_MODELS
+from plantwire.config.stores import STORE_MODELS
 from plantwire.config.yamlsource import Path_, YamlDocument, format_path, read_yaml
 from plantwire.errors import ConfigError, ConfigIssue
 
 __all__ = ["SECRET_KEYS", "LoadedSite", "load_site", "load_site_file", "parse_site"]
+
+log = logging.getLogger("plantwire.config")
 
 # Keys whose values are secrets: they may only come from the environment or from a file.
 SECRET_KEYS = frozenset({"password", "token"})
@@ -34,11 +39,20 @@ class LoadedSite:
     config: SiteConfig
     file: str
     secret_origins: dict[str, str] = field(default_factory=dict)  # path -> "$NAME" or "file PATH"
+    warnings: list[ConfigIssue] = field(default_factory=list)  # read, but to be changed
+
+
+# Store blocks from before the store: block (read as one, with a warning, until 0.3).
+_OLD_STORE_BLOCKS = ("influxdb", "sqlite")
 
 
 def load_site(path: str | Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
-    """Load and validate a site file; raise ConfigError listing every problem."""
-    return load_site_file(path, environ).config
+    """Load and validate a site file; raise ConfigError listing every problem. What is read but
+    deprecated is logged as a WARNING, once per load."""
+    loaded = load_site_file(path, environ)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded.config
 
 
 def load_site_file(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedSite:
@@ -70,6 +84,7 @@ def parse_site(
         raise ConfigError(issues)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.issue((), "a site file is a mapping that starts with 'site:'")])
+    warnings = _old_store_block(doc)
     origins: dict[str, str] = {}
     issues = _resolve_secrets(doc, doc.data, (), origins, base_dir or Path())
     if issues:
@@ -83,7 +98,38 @@ def parse_site(
     findings = check_site(config)
     if findings:
         raise ConfigError([doc.issue(path, message) for path, message in findings])
-    return LoadedSite(config, file, origins)
+    return LoadedSite(config, file, origins, warnings)
+
+
+def _old_store_block(doc: YamlDocument) -> list[ConfigIssue]:
+    """Read a top-level ``influxdb:`` or ``sqlite:`` block as ``store: {backend: ...}``, with a
+    warning that says what to write instead. Messages about its keys then name ``store.…``,
+    at the lines of the old block."""
+    data = doc.data
+    old = [key for key in _OLD_STORE_BLOCKS if key in data]
+    if not old:
+        return []
+    if len(old) > 1 or "store" in data:
+        given = [key for key in ("store", *_OLD_STORE_BLOCKS) if key in data]
+        raise ConfigError(
+            [doc.issue((key,), f"one store only: {' and '.join(given)} given") for key in old]
+        )
+    key = old[0]
+    block = data.pop(key)
+    data["store"] = {"backend": key, **block} if isinstance(block, dict) else block
+    for path, mark in list(doc.marks.items()):
+        if path[:1] == (key,):
+            doc.marks[("store", *path[1:])] = mark
+    for path, name in list(doc.env_names.items()):
+        if path[:1] == (key,):
+            doc.env_names[("store", *path[1:])] = name
+    return [
+        doc.issue(
+            ("store",),
+            f"the {key}: block is deprecated and will be refused from PlantWire 0.3; write it "
+            f"as store: with backend: {key} and the same keys (docs/config.md#store)",
+        )
+    ]
 
 
 def _resolve_secrets(
@@ -182,12 +228,14 @@ def _translate(doc: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
         elif allowed:
             hint = f" (allowed: {', '.join(sorted(allowed))})"
         return doc.issue(path, f"unknown key {key!r}{hint}")
-    if kind == "union_tag_invalid":
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        return doc.issue((*path, "protocol"), f"protocol must be one of {expected}")
-    if kind == "union_tag_not_found":
-        protocols = " or ".join(sorted(SOURCE_MODELS))
-        return doc.issue(path, f"missing required key 'protocol' ({protocols})")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # A registry's block (a source's protocol, a store's backend) naming no known entry.
+        context = error.get("ctx", {})
+        key = str(context.get("discriminator", "protocol")).strip("'")
+        known = ", ".join(repr(name) for name in _registered_names(key))
+        if kind == "union_tag_invalid":
+            return doc.issue((*path, key), f"{key} must be one of {known}")
+        return doc.issue(path, f"missing required key {key!r} (one of {known})")
     given = error.get("input")
     secret = any(part in {"password", "token"} for part in path if isinstance(part, str))
     if (
@@ -228,6 +276,11 @@ def _data_path(data: Any, loc: tuple[Any, ...], *, keep_missing_last: bool) -> P
     return tuple(path)
 
 
+def _registered_names(key: str) -> list[str]:
+    table = STORE_MODELS if key == "backend" else SOURCE_MODELS
+    return sorted(table)
+
+
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     """Keys the model at a pydantic location accepts (for did-you-mean hints); best effort."""
     annotation: Any = SiteConfig
@@ -254,9 +307,11 @@ def _union_member(annotation: Any, part: Any) -> Any:
 
 
 def _unwrap(annotation: Any, part: Any) -> Any:  # noqa: PLR0911  (one return per type form)
-    if annotation is AnySource:  # resolved at schema time, from the source registry
-        annotation = source_union()
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a registry's block: whatever its table holds now
+        marker = next((m for m in annotation.__metadata__ if isinstance(m, RegistryUnion)), None)
+        if marker is not None:
+            return _unwrap(marker.union(), part)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0], part)
     if origin in (typing.Union, types.UnionType):

@@ -10,17 +10,18 @@ from __future__ import annotations
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
+from plantwire.codec.formats import check_edge_format
 from plantwire.config.common import (
     Block,
     DeadbandKind,
     MetricName,
     Seconds,
     segment,
+    split_url,
 )
 from plantwire.config.modbus import (
     ByteOrder,
@@ -32,6 +33,7 @@ from plantwire.config.modbus import (
 )
 from plantwire.config.opcua import OpcuaSecurity, OpcuaSource, OpcuaTag
 from plantwire.config.sources import AnySource
+from plantwire.config.stores import AnyStore, InfluxConfig
 from plantwire.names import RESERVED_AREA_IDS, check_segment
 
 __all__ = [
@@ -117,36 +119,11 @@ class TlsFiles(Block):
         return self
 
 
-def _split_url(url: str, schemes: dict[str, int], what: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in schemes:
-        raise ValueError(
-            f"{what} url must start with {' or '.join(s + '://' for s in schemes)}, got {url!r}"
-        )
-    if not parts.hostname:
-        raise ValueError(f"{what} url {url!r} has no host")
-    if parts.password is not None:
-        raise ValueError(
-            f"{what} url must not carry a password; use the password key with ${{ENV_VAR}}"
-        )
-    try:
-        port = parts.port or schemes[parts.scheme]
-    except ValueError:
-        raise ValueError(f"{what} url {url!r} has an invalid port") from None
-    return parts.scheme, parts.hostname, port
-
-
 _MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
-_HTTP_SCHEMES = {"http": 8086, "https": 8086}
 
 
 def _mqtt_url(url: str) -> str:
-    _split_url(url, _MQTT_SCHEMES, "mqtt")
-    return url
-
-
-def _influx_url(url: str) -> str:
-    _split_url(url, _HTTP_SCHEMES, "influxdb")
+    split_url(url, _MQTT_SCHEMES, "mqtt")
     return url
 
 
@@ -175,52 +152,15 @@ class MqttConfig(Block):
 
     @property
     def host(self) -> str:
-        return _split_url(self.url, _MQTT_SCHEMES, "mqtt")[1]
+        return split_url(self.url, _MQTT_SCHEMES, "mqtt")[1]
 
     @property
     def port(self) -> int:
-        return _split_url(self.url, _MQTT_SCHEMES, "mqtt")[2]
+        return split_url(self.url, _MQTT_SCHEMES, "mqtt")[2]
 
     @property
     def use_tls(self) -> bool:
         return self.url.startswith("mqtts://")
-
-
-class InfluxConfig(Block):
-    """Where telemetry is written. ``api: v1`` is InfluxDB 1.x (``/write``, database and
-    retention policy); ``api: v2`` is InfluxDB 2.x/3.x through influxdb-client (org, bucket, token).
-    """
-
-    url: Annotated[str, AfterValidator(_influx_url)] = "http://localhost:8086"
-    api: Literal["v1", "v2"] = "v1"
-    database: str | None = None
-    retention_policy: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    org: str | None = None
-    bucket: str | None = None
-    token: SecretStr | None = None
-    timeout_s: Seconds = 10.0
-
-    @model_validator(mode="after")
-    def _api(self) -> InfluxConfig:
-        if self.api == "v1":
-            if not self.database:
-                raise ValueError("api v1 needs a database (and optionally retention_policy)")
-            if self.org or self.bucket or self.token:
-                raise ValueError("org, bucket and token belong to api v2; with api v1 use database")
-        else:
-            missing = [key for key in ("org", "bucket", "token") if not getattr(self, key)]
-            if missing:
-                raise ValueError(
-                    f"api v2 needs {', '.join(missing)} "
-                    "(the token as ${ENV_VAR} or token_file: PATH)"
-                )
-            if self.database or self.retention_policy:
-                raise ValueError(
-                    "database and retention_policy belong to api v1; with api v2 use bucket"
-                )
-        return self
 
 
 # -- Shift calendar -------------------------------------------------------------------------------
@@ -333,8 +273,9 @@ class EdgeNode(Block):
     health_port: Annotated[int, Field(ge=0, le=65535)] = 9101  # 0 turns the endpoint off
     # Counters published to services/<id>/stats for the pipeline board; 0 turns them off.
     stats_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
-    # "sparkplug": publish as a Sparkplug B edge node (needs the site's sparkplug block).
-    payload: Literal["native", "sparkplug"] = "native"
+    # How data goes on the wire: a name of plantwire.codec.formats.EDGE_FORMATS ("sparkplug":
+    # a Sparkplug B edge node, which needs the site's sparkplug block).
+    payload: Annotated[str, AfterValidator(check_edge_format)] = "native"
     # Send data only while a gateway of the site says online: before a gateway's first
     # subscription the broker acknowledges data and delivers it to nobody (docs/edge.md).
     wait_for_gateway: bool = True
@@ -397,20 +338,13 @@ class SparkplugConfig(Block):
     wait_for_host: bool = True
 
 
-class SqliteConfig(Block):
-    """The embedded store: one SQLite file, for a demo or a small site without InfluxDB."""
-
-    path: Path = Path("plantwire-store.db")
-
-
 class SiteConfig(Block):
     """A whole site: what it is, where its broker and database are, its shifts and assets."""
 
     version: Literal[1] = 1
     site: SiteInfo
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    influxdb: InfluxConfig | None = None
-    sqlite: SqliteConfig | None = None  # the embedded store, when there is no influxdb block
+    store: AnyStore | None = None  # where the time series go (plantwire.config.stores)
     sparkplug: SparkplugConfig | None = None  # Sparkplug B beside the native format
     shifts: list[Shift] = Field(default_factory=list)
     edge_nodes: list[EdgeNode] = Field(default_factory=lambda: [EdgeNode(id="edge")], min_length=1)
@@ -419,9 +353,7 @@ class SiteConfig(Block):
     areas: list[Area] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_store(self) -> SiteConfig:
-        if self.influxdb is not None and self.sqlite is not None:
-            raise ValueError("give either an influxdb or a sqlite block, not both")
+    def _sparkplug_block(self) -> SiteConfig:
         sparkplug_nodes = [n.id for n in self.edge_nodes if n.payload == "sparkplug"]
         if sparkplug_nodes and self.sparkplug is None:
             raise ValueError(

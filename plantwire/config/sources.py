@@ -8,12 +8,9 @@ A plugin outside this repository (or a test) calls :func:`register_source` inste
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
-from pydantic import Field, GetCoreSchemaHandler
-from pydantic_core import CoreSchema
-
-from plantwire.config.common import SourceConfig
+from plantwire.config.common import RegistryUnion, SourceConfig
 from plantwire.config.modbus import ModbusSource
 from plantwire.config.opcua import OpcuaSource
 
@@ -33,26 +30,13 @@ SOURCE_MODELS: dict[str, type[SourceConfig]] = {
 
 
 def source_union() -> Any:
-    """What pydantic parses a source block as: the models of the table, told apart by their
-    ``protocol`` key (so a block's errors point inside that protocol's keys)."""
-    models = tuple(SOURCE_MODELS.values())
-    if len(models) == 1:
-        return models[0]
-    return Annotated[Union[models], Field(discriminator="protocol")]  # noqa: UP007 - a runtime tuple
+    """What pydantic parses a source block as: the table's models, told apart by ``protocol``."""
+    return _REGISTERED.union()
 
 
-class _Registered:
-    """Parse as the registered model the block's ``protocol`` names, whatever the table holds
-    when the schema is built (so a protocol registered later is found after a rebuild)."""
-
-    def __get_pydantic_core_schema__(
-        self, source_type: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return handler.generate_schema(source_union())
-
-
+_REGISTERED = RegistryUnion(SOURCE_MODELS, "protocol")
 # A source block of any registered protocol: what ``machines[].sources[]`` holds.
-AnySource = Annotated[SourceConfig, _Registered()]
+AnySource = Annotated[SourceConfig, _REGISTERED]
 
 
 def register_source(protocol: str, model: type[SourceConfig]) -> None:

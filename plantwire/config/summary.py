@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from plantwire.config.loader import LoadedSite
 from plantwire.config.models import SiteConfig
+from plantwire.config.stores import InfluxConfig
 
 __all__ = ["describe_site"]
 
@@ -25,7 +26,7 @@ def describe_site(loaded: LoadedSite) -> str:
     sections = [
         [f"{loaded.file}: OK", *_site_lines(site)],
         _mqtt_lines(site, loaded.secret_origins),
-        _influx_lines(site, loaded.secret_origins),
+        _store_lines(site, loaded.secret_origins),
         _shift_lines(site),
         _edge_lines(site),
         _asset_lines(site, loaded.secret_origins),
@@ -65,23 +66,25 @@ def _mqtt_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
     return out
 
 
-def _influx_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
-    influx = site.influxdb
-    if influx is None:
-        return ["InfluxDB", "  not configured (the embedded store is used)"]
-    if influx.api == "v1":
-        policy = f", retention policy {influx.retention_policy}" if influx.retention_policy else ""
+def _store_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
+    store = site.store
+    if store is None:
+        return ["Store", "  none (the gateway and analytics need one)"]
+    if not isinstance(store, InfluxConfig):
+        return ["Store", f"  {store.describe()}"]
+    if store.api == "v1":
+        policy = f", retention policy {store.retention_policy}" if store.retention_policy else ""
         return [
-            "InfluxDB",
-            f"  url       {influx.url} (api v1)",
-            f"  database  {influx.database}{policy}",
-            f"  password  {_secret(influx.password, origins.get('influxdb.password'))}",
+            "Store",
+            f"  InfluxDB  {store.url} (api v1)",
+            f"  database  {store.database}{policy}",
+            f"  password  {_secret(store.password, origins.get('store.password'))}",
         ]
     return [
-        "InfluxDB",
-        f"  url       {influx.url} (api v2)",
-        f"  org       {influx.org}, bucket {influx.bucket}",
-        f"  token     {_secret(influx.token, origins.get('influxdb.token'))}",
+        "Store",
+        f"  InfluxDB  {store.url} (api v2)",
+        f"  org       {store.org}, bucket {store.bucket}",
+        f"  token     {_secret(store.token, origins.get('store.token'))}",
     ]
 
 

@@ -31,6 +31,7 @@ from analytics.service import AnalyticsService
 from edge.agent import EdgeAgent
 from gateway.service import Gateway
 from plantwire.config import SiteConfig, parse_site
+from plantwire.config.stores import InfluxConfig
 from plantwire.demo.broker import EmbeddedBroker
 from plantwire.demo.plant import TRAIN_SHARE, demo_scenario, demo_site_config
 from plantwire.lifecycle import cancel_and_wait
@@ -171,8 +172,8 @@ class DemoRun:
         # The edge reaches the broker through the link; gateway and analytics sit beside it.
         edge_mqtt = site.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{self.link.port}"})
         edge_site = site.model_copy(update={"mqtt": edge_mqtt})
-        if site.influxdb is not None:
-            await asyncio.to_thread(_create_database, site.influxdb.url, site.influxdb.database)
+        if isinstance(site.store, InfluxConfig):
+            await asyncio.to_thread(_create_database, site.store.url, site.store.database)
         self.store = open_store(site)
         self.gateway = Gateway(site, make_line_writer(site), gateway_id="demo", health_port=0)
         tasks["gateway"] = asyncio.create_task(self.gateway.run(), name="gateway")

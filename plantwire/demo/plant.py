@@ -77,9 +77,9 @@ def demo_site_config(
         client_id_prefix=f"pw-demo-{run}", session_expiry_s=600, protocol=mqtt_protocol
     )
     if influx_url is not None:
-        config["influxdb"]["database"] = influx_database or f"plantwire_demo_{run}"
+        config["store"]["database"] = influx_database or f"plantwire_demo_{run}"
     else:
-        config["sqlite"] = {"path": str(workdir / "store.db")}
+        config["store"] = {"backend": "sqlite", "path": str(workdir / "store.db")}
     for node in config["edge_nodes"]:
         node["buffer_path"] = str(workdir / f"{node['id']}.db")
         node["health_port"] = 0

@@ -18,6 +18,7 @@ import numpy as np
 from analytics.compute import compute_oee
 from plantwire.names import QUALITY_SUFFIX
 from plantwire.store.base import Store
+from plantwire.store.open import store_name
 
 if TYPE_CHECKING:
     from plantwire.config import SiteConfig
@@ -162,7 +163,7 @@ def build_report(run: DemoRun, truth: dict[str, Any]) -> dict[str, Any]:
             "speed": run.settings.speed,
             "interrupted": events.interrupted,
         },
-        "store": "InfluxDB" if run.site.influxdb is not None else "SQLite",
+        "store": store_name(run.site),
         "samples_read": read,
         "samples_stored": stored,
         "samples_missing": read - stored,

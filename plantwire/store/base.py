@@ -19,14 +19,17 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 import numpy as np
 
 from plantwire.errors import PlantWireError
 from plantwire.lineprotocol import Point
 
-__all__ = ["SeriesBlock", "Store", "StoreError", "read_arguments"]
+if TYPE_CHECKING:
+    from plantwire.store.influx_write import WriteResult
+
+__all__ = ["LineWriter", "SeriesBlock", "Store", "StoreError", "read_arguments"]
 
 
 class StoreError(PlantWireError):
@@ -74,6 +77,16 @@ def read_arguments(fields: Sequence[str], start_ns: int, end_ns: int) -> tuple[l
     return names, operator.index(start_ns), operator.index(end_ns)
 
 
+class LineWriter(Protocol):
+    """The gateway's write path into a store: a body of line protocol in, the store's answer out
+    (sorted as InfluxDB's: :class:`~plantwire.store.influx_write.WriteResult`), never an
+    exception for what the store does."""
+
+    async def write(self, body: bytes) -> WriteResult: ...
+
+    async def close(self) -> None: ...
+
+
 @runtime_checkable
 class Store(Protocol):
     """Write points and read fields of one series back, whatever database holds them."""
@@ -109,3 +122,7 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""
         ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...

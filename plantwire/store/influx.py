@@ -26,7 +26,7 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from plantwire.config.models import InfluxConfig
+from plantwire.config.stores import InfluxConfig
 from plantwire.errors import LineProtocolError
 from plantwire.influxql import quote_ident, quote_literal
 from plantwire.lineprotocol import LineEncoder, Point

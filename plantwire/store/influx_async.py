@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 
 from pydantic import SecretStr
 
-from plantwire.config.models import InfluxConfig
+from plantwire.config.stores import InfluxConfig
 from plantwire.store.influx_write import (
     InfluxV2Writer,
     WriteOutcome,

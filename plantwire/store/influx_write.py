@@ -54,7 +54,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 if TYPE_CHECKING:
-    from plantwire.config.models import InfluxConfig
+    from plantwire.config.stores import InfluxConfig
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",

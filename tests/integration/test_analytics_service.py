@@ -49,7 +49,7 @@ def site_file(tmp_path: Path, influxd: Influxd, database: str) -> Path:
     }
     config = {
         "site": {"id": "bd", "timezone": "Asia/Ho_Chi_Minh"},
-        "influxdb": {"url": influxd.url, "database": database},
+        "store": {"backend": "influxdb", "url": influxd.url, "database": database},
         "shifts": [
             {
                 "name": "afternoon",
@@ -111,8 +111,8 @@ def telemetry(machine: str) -> list[Point]:
 def loaded(tmp_path: Path, influxd: Influxd, influx: InfluxClient) -> Path:
     path = site_file(tmp_path, influxd, influx.database)
     site = load_site(path)
-    assert site.influxdb is not None
-    with InfluxStore(site.influxdb) as store:
+    assert site.store is not None
+    with InfluxStore(site.store) as store:
         store.write_points(telemetry("filler") + telemetry("capper"))
     return path
 
@@ -121,9 +121,9 @@ def test_the_service_writes_the_current_shift_then_finalizes_it(
     loaded: Path, influx: InfluxClient
 ) -> None:
     site = load_site(loaded)
-    assert site.influxdb is not None
+    assert site.store is not None
     now = [(SHIFT_START + HOUR + 1800) * NS]  # 15:30, mid-shift
-    with InfluxStore(site.influxdb) as store:
+    with InfluxStore(site.store) as store:
         service = AnalyticsService(site, store, clock=lambda: now[0])
         assert service.run_once() == 3  # the line and its two machines
         rows = influx.rows(LINE_ROWS)

@@ -80,7 +80,7 @@ def site_file(tmp_path: Path, influxd: Influxd, database: str) -> Path:
     ]
     config = {
         "site": {"id": "bd"},
-        "influxdb": {"url": influxd.url, "database": database},
+        "store": {"backend": "influxdb", "url": influxd.url, "database": database},
         "areas": [
             {
                 "id": "dairy",
@@ -145,16 +145,16 @@ def telemetry() -> list[Point]:
 def site_path(tmp_path: Path, influxd: Influxd, influx: InfluxClient) -> Path:
     path = site_file(tmp_path, influxd, influx.database)
     site = load_site(path)
-    assert site.influxdb is not None
-    with InfluxStore(site.influxdb) as store:
+    assert site.store is not None
+    with InfluxStore(site.store) as store:
         store.write_points(telemetry())
     return path
 
 
 def test_history_holds_the_process_signals_only(site_path: Path) -> None:
     site = load_site(site_path)
-    assert site.influxdb is not None
-    with InfluxStore(site.influxdb) as store:
+    assert site.store is not None
+    with InfluxStore(site.store) as store:
         history = load_history(site, store, "filler", start=T0 * NS, end=(T0 + 600) * NS)
         assert history.signals == ["motor_current", "bearing_temp", "vibration_rms"]
         assert history.values.shape == (600, 3) and np.isfinite(history.values).all()
@@ -222,8 +222,8 @@ def test_the_service_scores_with_the_promoted_model_and_alerts_once_per_episode(
     path = tmp_path / "scored.yaml"
     path.write_text(yaml.safe_dump(config))
     site = load_site(path)
-    assert site.influxdb is not None
-    with InfluxStore(site.influxdb) as store:
+    assert site.store is not None
+    with InfluxStore(site.store) as store:
         store.write_points([p._replace(tags={**p.tags, "site": site_id}) for p in telemetry()])
     train = [
         "train", "--config", str(path), "--machine", MACHINE, "--registry", str(registry),
@@ -233,7 +233,7 @@ def test_the_service_scores_with_the_promoted_model_and_alerts_once_per_episode(
     topic = f"plantwire/v1/{site_id}/alerts/dairy/filling/filler"
     received = MessageLog(mosquitto.port, f"{topic}/#")
     try:
-        with InfluxStore(site.influxdb) as store:
+        with InfluxStore(site.store) as store:
             service = AnalyticsService(site, store, clock=lambda: (T0 + HOURS * 3600) * NS)
             service.anomaly.lookback_ns = 3600 * NS  # score the last hour, where the fault is
             service.run_once()
@@ -269,7 +269,7 @@ def test_rows_are_scored_once_every_signal_has_arrived(
     path = tmp_path / "late.yaml"
     path.write_text(yaml.safe_dump(config))
     site = load_site(path)
-    assert site.influxdb is not None
+    assert site.store is not None
     end = T0 + HOURS * 3600
     late_from = end - 300  # bearing_temp of the last 5 minutes is still on its way
     points = telemetry()
@@ -288,7 +288,7 @@ def test_rows_are_scored_once_every_signal_has_arrived(
         "train", "--config", str(path), "--machine", MACHINE, "--registry", str(registry),
         "--from", "2026-11-16T00:00Z", "--to", "2026-11-16T03:00Z", "--promote",
     ]  # fmt: skip
-    with InfluxStore(site.influxdb) as store:
+    with InfluxStore(site.store) as store:
         store.write_points(on_time)
         assert main(train) == 0
         service = AnalyticsService(site, store, clock=lambda: end * NS)

@@ -68,14 +68,14 @@ def test_wrong_edge_clocks_are_flagged_and_their_samples_stored_as_stamped(
         database=influx.database,
         pipeline_interval_s=0.3,
     )
-    assert site.influxdb is not None and site.gateway.clock_tolerance_s == 30
+    assert site.store is not None and site.gateway.clock_tolerance_s == 30
     publishers = {
         edge: Publisher(mosquitto.port, site.site.id, edge=edge, seed=i, clock_offset_s=offset)
         for i, (edge, offset) in enumerate(EDGES.items())
     }
 
     async def scenario() -> Gateway:
-        gateway = Gateway(site, make_async_writer(site.influxdb), gateway_id="gw-1")  # type: ignore[arg-type]
+        gateway = Gateway(site, make_async_writer(site.store), gateway_id="gw-1")  # type: ignore[arg-type]
         gateway.clocks.window_s = WINDOW_S
         task = await running(gateway)
         deadline = time.monotonic() + 2 * WINDOW_S + 1

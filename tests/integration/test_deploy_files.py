@@ -288,9 +288,9 @@ def test_each_container_reads_the_site_file_with_its_own_user_and_secrets(
         secrets / "mqtt-client.crt",
         secrets / "mqtt-client.key",
     }
-    assert site.influxdb is not None
-    assert site.influxdb.password is not None
-    assert site.influxdb.password.get_secret_value() == "influxdb-password content"
+    assert site.store is not None
+    assert site.store.password is not None
+    assert site.store.password.get_secret_value() == "influxdb-password content"
     # The command line is one plantwire accepts, and the health check asks the right port.
     args = build_parser().parse_args(service["command"])
     assert args.command == service_name

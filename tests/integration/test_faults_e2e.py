@@ -150,7 +150,7 @@ def fault_site(
             "url": f"mqtt://127.0.0.1:{mqtt_port}",
             "client_id_prefix": f"fault-{uuid.uuid4().hex[:8]}",
         },
-        influxdb={"url": influx_url, "database": database},
+        store={"backend": "influxdb", "url": influx_url, "database": database},
         gateway={
             "spool_path": str(tmp_path / "gateway-spool.db"),
             "health_port": 0,
@@ -161,8 +161,8 @@ def fault_site(
 
 
 def gateway_in_process(site: SiteConfig) -> Gateway:
-    assert site.influxdb is not None
-    return Gateway(site, make_async_writer(site.influxdb), gateway_id="gw-fault")
+    assert site.store is not None
+    return Gateway(site, make_async_writer(site.store), gateway_id="gw-fault")
 
 
 @contextlib.asynccontextmanager

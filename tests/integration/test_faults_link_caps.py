@@ -220,7 +220,7 @@ def fault_site(
             "url": f"mqtt://127.0.0.1:{mqtt_port}",
             "client_id_prefix": f"caps-{uuid.uuid4().hex[:8]}",
         },
-        influxdb={"url": influxd.url, "database": database},
+        store={"backend": "influxdb", "url": influxd.url, "database": database},
         gateway={"health_port": 0, "batch_max_latency_ms": 50, **(gateway or {})},
     )
     for node in config["edge_nodes"]:
@@ -232,7 +232,7 @@ def fault_site(
 
 def gateway_for(site: SiteConfig, broker: Mosquitto, spool: Path) -> Gateway:
     """The gateway, subscribed on ``broker`` itself (never through the link emulator)."""
-    influxdb = site.influxdb
+    influxdb = site.store
     assert influxdb is not None
     direct = site.mqtt.model_copy(update={"url": broker.url})  # host and port follow the url
     return Gateway(

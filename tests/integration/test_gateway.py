@@ -43,8 +43,8 @@ def wait_stored(influx: InfluxClient, want: int, timeout_s: float) -> int:
 
 
 def gateway_for(site: SiteConfig, gateway_id: str = "gw-1") -> Gateway:
-    assert site.influxdb is not None
-    return Gateway(site, make_async_writer(site.influxdb), gateway_id=gateway_id)
+    assert site.store is not None
+    return Gateway(site, make_async_writer(site.store), gateway_id=gateway_id)
 
 
 def test_n_samples_published_n_points_stored_exactly(

@@ -46,7 +46,7 @@ def test_gateway_report_edge_stats_and_states_are_written(
         database=influx.database,
         pipeline_interval_s=0.3,
     )
-    assert site.influxdb is not None
+    assert site.store is not None
     publisher = Publisher(mosquitto.port, site.site.id)
     sid = site.site.id
     # Now, not long ago: the edge's and the gateway's points share a shard, where a field (such
@@ -54,7 +54,7 @@ def test_gateway_report_edge_stats_and_states_are_written(
     t0 = time.time_ns()
 
     async def scenario() -> Gateway:
-        gateway = Gateway(site, make_async_writer(site.influxdb), gateway_id="gw-1")  # type: ignore[arg-type]
+        gateway = Gateway(site, make_async_writer(site.store), gateway_id="gw-1")  # type: ignore[arg-type]
         task = await running(gateway)
         publisher.publish(publisher.batch("m0", rows=10))
         stats = {"edge": "edge-a", "ts": t0, "stats": EDGE_STATS}

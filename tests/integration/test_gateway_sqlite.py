@@ -14,6 +14,7 @@ from pw_gateway import Publisher, gateway_site, running, stop
 
 from gateway.service import Gateway
 from plantwire.config import SiteConfig, parse_site
+from plantwire.config.stores import InfluxConfig
 from plantwire.errors import ConfigError
 from plantwire.store.open import make_line_writer, open_store, store_name
 from plantwire.testing.servers import Mosquitto
@@ -27,8 +28,8 @@ def sqlite_site(tmp_path: Path, mqtt_port: int) -> SiteConfig:
         tmp_path, mqtt_port=mqtt_port, influx_url="http://127.0.0.1:1", database="x"
     )
     data = site.model_dump(mode="json", exclude_none=True)
-    del data["influxdb"]
-    data["sqlite"] = {"path": str(tmp_path / "plant.db")}
+    del data["store"]
+    data["store"] = {"backend": "sqlite", "path": str(tmp_path / "plant.db")}
     path = tmp_path / "sqlite-site.yaml"
     path.write_text(yaml.safe_dump(data))
     return parse_site(path.read_text(), str(path), environ={}).config
@@ -82,5 +83,22 @@ sqlite: {path: plant.db}
 areas: [{id: a, lines: [{id: l, ideal_cycle_time_s: 1, machines: [{id: m, sources: [
   {protocol: modbus, endpoint: "tcp://127.0.0.1:502", tags: [{metric: x, table: input, address: 0}]}]}]}]}]
 """
-    with pytest.raises(ConfigError, match="either an influxdb or a sqlite block"):
+    with pytest.raises(ConfigError, match="one store only: influxdb and sqlite given"):
         parse_site(text, "both.yaml", environ={})
+
+
+def test_an_old_store_block_is_read_as_a_store_block_with_a_warning() -> None:
+    text = """
+site: {id: bd}
+influxdb: {url: "http://127.0.0.1:8086", database: plantwire}
+areas: [{id: a, lines: [{id: l, ideal_cycle_time_s: 1, machines: [{id: m, sources: [
+  {protocol: modbus, endpoint: "tcp://127.0.0.1:502", tags: [{metric: x, table: input, address: 0}]}]}]}]}]
+"""
+    loaded = parse_site(text, "old.yaml", environ={})
+    assert loaded.config.store == InfluxConfig(url="http://127.0.0.1:8086", database="plantwire")
+    (warning,) = loaded.warnings
+    assert str(warning).startswith("old.yaml:3:")
+    assert "influxdb: block is deprecated" in str(warning) and "store:" in str(warning)
+    bad = text.replace("database: plantwire", "database: plantwire, retention: x")
+    with pytest.raises(ConfigError, match=r"old.yaml:3:\d+: store.retention: unknown key"):
+        parse_site(bad, "old.yaml", environ={})

@@ -78,7 +78,7 @@ def _site_file(tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd) -> tuple[
         influx_url=influxd.url,
     )
     config["site"]["id"] = f"bd-{uuid.uuid4().hex[:8]}"
-    config["influxdb"]["database"] = f"oee_{uuid.uuid4().hex[:8]}"
+    config["store"]["database"] = f"oee_{uuid.uuid4().hex[:8]}"
     for node in config["edge_nodes"]:
         node["buffer_path"] = str(tmp_path / f"{node['id']}.db")
         node["health_port"] = free_port()
@@ -94,7 +94,7 @@ def test_oee_from_stored_telemetry_matches_the_simulator_truth(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd
 ) -> None:
     scenario_path, site_path, config = _site_file(tmp_path, mosquitto, influxd)
-    influxd.create_database(config["influxdb"]["database"])
+    influxd.create_database(config["store"]["database"])
     modbus_port = int(
         config["areas"][0]["lines"][0]["machines"][0]["sources"][0]["endpoint"].rsplit(":", 1)[1]
     )

@@ -49,7 +49,7 @@ def flood_site(tmp_path: Path, broker: Mosquitto, influxd: Influxd, **gateway: A
     config = {
         "site": {"id": site_id},
         "mqtt": {"url": broker.url, "client_id_prefix": site_id},
-        "influxdb": {"url": influxd.url, "database": influxd.client.database},
+        "store": {"backend": "influxdb", "url": influxd.url, "database": influxd.client.database},
         "gateway": {
             "spool_path": str(tmp_path / "spool.db"),
             "health_port": free_port(),

@@ -167,7 +167,8 @@ def write_sites(folder: Path, *, modbus_port: int, opcua_port: int) -> dict[str,
         "v2": {
             **base,
             "mqtt": {**mqtt, "password": "${PLANTWIRE_MQTT_PASSWORD}"},
-            "influxdb": {
+            "store": {
+                "backend": "influxdb",
                 **influx,
                 "api": "v2",
                 "org": "plant",
@@ -178,7 +179,8 @@ def write_sites(folder: Path, *, modbus_port: int, opcua_port: int) -> dict[str,
         "v1": {
             **base,
             "mqtt": {**mqtt, "password_file": "secrets/mqtt-password"},
-            "influxdb": {
+            "store": {
+                "backend": "influxdb",
                 **influx,
                 "database": "plantwire",
                 "username": "writer",
@@ -190,7 +192,12 @@ def write_sites(folder: Path, *, modbus_port: int, opcua_port: int) -> dict[str,
             # Problems beside the secrets, in their blocks: a typo, a model-level refusal, and a
             # variable holding a secret wired to a number by mistake.
             "mqtt": {**mqtt, "password": "${PLANTWIRE_MQTT_PASSWORD}", "keepalive": 30},
-            "influxdb": {**influx, "api": "v2", "token": "${PLANTWIRE_INFLUX_TOKEN}"},
+            "store": {
+                "backend": "influxdb",
+                **influx,
+                "api": "v2",
+                "token": "${PLANTWIRE_INFLUX_TOKEN}",
+            },
             "gateway": {"pipeline_interval_s": "${PLANTWIRE_INFLUX_PASSWORD}"},
         },
         "inline": {**base, "mqtt": {**mqtt, "password": SECRETS["PLANTWIRE_MQTT_PASSWORD"]}},

@@ -68,7 +68,7 @@ def test_sim_config_prints_a_valid_site_file(capsys: pytest.CaptureFixture[str])
         == 0
     )
     site = parse_site(capsys.readouterr().out, "sim.yaml", environ={}).config
-    assert site.influxdb is not None and site.influxdb.url == "http://db:8086"
+    assert site.store is not None and site.store.url == "http://db:8086"
     endpoints = {s.endpoint for _, _, m in site.machines() for s in m.sources}
     assert endpoints == {"tcp://127.0.0.1:5555", "opc.tcp://127.0.0.1:4840/plantwire"}
 

@@ -174,13 +174,14 @@ def test_edge_node_session_births_data_rebirth_and_death(
         site = load_site(sparkplug_site(tmp_path, modbus.port, mosquitto.port, host_id))
         host = Host(mosquitto.port, site.sparkplug_group, host_id)
         agent = EdgeAgent(site, EDGE, health_port=0)
-        node = agent.forwarder
+        forwarder = agent.forwarder
+        node = forwarder.format
         assert isinstance(node, SparkplugNode)
         devices = {f"{a.area}:{a.line}:{a.machine}" for a, _ in agent.machines}
         task = asyncio.create_task(agent.run())
         try:
             # Connected, reading, buffering -- and silent until the host is online.
-            await until(lambda: node.connected and agent.buffer.samples > 100, 15, "data")
+            await until(lambda: forwarder.connected and agent.buffer.samples > 100, 15, "data")
             await asyncio.sleep(1)
             assert host.received() == []
             first_bdseq = node.bdseq
@@ -193,7 +194,7 @@ def test_edge_node_session_births_data_rebirth_and_death(
             assert {str(t.device_id) for t, _, _ in dbirths} == devices
             aliases = [m.alias for _, p, _ in dbirths[: len(devices)] for m in p.metrics]
             assert len(aliases) == len(set(aliases)), "aliases are unique across the node"
-            assert node.births_published >= 1 and node.batches_published > 0
+            assert node.births_published >= 1 and forwarder.batches_published > 0
 
             # The host asks for a rebirth: NBIRTH (same bdSeq) and every DBIRTH again.
             nbirths = len(host.of(MessageType.NBIRTH))
@@ -214,10 +215,10 @@ def test_edge_node_session_births_data_rebirth_and_death(
             assert host.received()[quiet][0].message_type is MessageType.NBIRTH
 
             # The connection dies: the broker publishes the will, an NDEATH with the same bdSeq.
-            client = node._client
+            client = forwarder._client
             assert client is not None
             client.abandon()
-            node._connection_lost("killed by the test")
+            forwarder._connection_lost("killed by the test")
             await until(lambda: bool(host.of(MessageType.NDEATH)), 10, "NDEATH will")
             death = host.of(MessageType.NDEATH)[0][1]
             assert death.seq is None and bdseq_of(death) == first_bdseq
@@ -242,7 +243,7 @@ def test_edge_node_session_births_data_rebirth_and_death(
             await until(lambda: len(host.of(MessageType.NDEATH)) == 2, 5, "NDEATH at stop")
             assert bdseq_of(host.of(MessageType.NDEATH)[-1][1]) == (first_bdseq + 1) % 256
             ddata = check_session(host.received(), devices)
-            assert ddata >= node.batches_published  # at least once: a resend may repeat one
+            assert ddata >= forwarder.batches_published  # at least once: a resend may repeat one
         finally:
             host.close()
 

@@ -125,8 +125,8 @@ def test_a_hand_built_birth_from_mosquitto_pub_lands_typed_and_timed(
     commands = Watcher(mosquitto.port, f"spBv1.0/{group}/NCMD/#")
 
     async def scenario() -> Gateway:
-        assert site.influxdb is not None
-        gateway = Gateway(site, make_async_writer(site.influxdb), gateway_id="gw-sp")
+        assert site.store is not None
+        gateway = Gateway(site, make_async_writer(site.store), gateway_id="gw-sp")
         task = await running(gateway)
         online = await asyncio.to_thread(
             state.wait, lambda m: json.loads(m[1]).get("online") is True
@@ -223,24 +223,24 @@ def test_edge_node_to_gateway_n_in_n_out_through_a_gateway_restart(
         for edge_node in config["edge_nodes"]:
             if edge_node["id"] == edge_id:
                 edge_node["payload"] = "sparkplug"
-        config["influxdb"] = {"url": influxd.url, "database": influx.database}
+        config["store"] = {"backend": "influxdb", "url": influxd.url, "database": influx.database}
         config["gateway"] = {"health_port": 0, "batch_max_latency_ms": 50}
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         site = load_site(path)
-        assert site.influxdb is not None
+        assert site.store is not None
         agent = EdgeAgent(site, edge_id, health_port=0)
         # Each (machine, metric, timestamp) once: the PLC clock read by two poll groups in one
         # plant second is one sample, and the store keeps it once (see docs/demo.md).
         agent.intake = distinct.wrap(agent.intake)  # type: ignore[method-assign]
         edge = asyncio.create_task(agent.run())
-        first = Gateway(site, make_async_writer(site.influxdb), gateway_id="gw-a", spool_path=spool)
+        first = Gateway(site, make_async_writer(site.store), gateway_id="gw-a", spool_path=spool)
         gateway_task = await running(first)
         try:
             await asyncio.sleep(4)
             await stop(gateway_task)  # STATE offline: the edge keeps data on disk meanwhile
             await asyncio.sleep(2)
             second = Gateway(
-                site, make_async_writer(site.influxdb), gateway_id="gw-a", spool_path=spool
+                site, make_async_writer(site.store), gateway_id="gw-a", spool_path=spool
             )
             gateway_task = await running(second)
             await asyncio.sleep(4)

@@ -1,5 +1,6 @@
-"""One contract, two stores: every test of the first part runs on InfluxStore against a real
-influxd (Debian's 1.6.7) and on SqliteStore on a file, and must pass on each. The second part
+"""One contract, every store: every test of the first part runs on each backend of the registry
+(plantwire.store.registry) -- InfluxStore against a real influxd (Debian's 1.6.7), SqliteStore on
+a file -- opened through the registry, and must pass on each. The second part
 checks what only the embedded store has: its file, its failures and its threads."""
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pw_store import Backend, influx_backend, sqlite_backend, through_gateway
+from pw_store import STORE_CONFIGS, Backend, registered_backend, through_gateway
 
 from plantwire.lineprotocol import LineEncoder, Point, encode_points
 from plantwire.store import SeriesBlock, Store, StoreError, WriteOutcome
+from plantwire.store.registry import STORE_BACKENDS
 from plantwire.store.sqlite import MAX_TIME_NS, MIN_TIME_NS, SCHEMA_VERSION, SqliteStore
 from plantwire.store.sqlite_write import make_sqlite_writer
 
@@ -35,16 +37,11 @@ TYPE_CONFLICT = (
 )
 
 
-@pytest.fixture(params=["influxdb", "sqlite"])
+@pytest.fixture(params=sorted(STORE_BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "influxdb":
-        # Asked for here, not in the signature, so the SQLite runs never need influxd.
-        server, database = request.getfixturevalue("influxd"), request.getfixturevalue("influx")
-        with influx_backend(server, database) as opened:
-            yield opened
-    else:
-        with sqlite_backend(tmp_path / "store" / "plantwire.db") as opened:
-            yield opened
+    """Every backend of the registry, opened through it (as the gateway and analytics do)."""
+    with registered_backend(STORE_CONFIGS[request.param](request, tmp_path)) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import urllib3
 
-from plantwire.config.models import InfluxConfig
+from plantwire.config.stores import InfluxConfig
 from plantwire.influxql import quote_ident
 from plantwire.lineprotocol import Point
 from plantwire.store import InfluxStore, SeriesBlock, Store, StoreError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from plantwire.config import common, models, sources
+from plantwire.config import common, models, sources, stores
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "config.md"
 SECTION = re.compile(r"^#+ .*<!-- model: (\w+) -->$", re.MULTILINE)
@@ -25,9 +25,10 @@ def documented_blocks() -> dict[str, set[str]]:
 
 
 def site_file_models() -> dict[str, type[BaseModel]]:
-    """Every block of the site file: the site models and each registered source protocol's
-    (the base blocks every source shares are documented through them)."""
-    modules = {models.__name__, *(model.__module__ for model in sources.SOURCE_MODELS.values())}
+    """Every block of the site file: the site models, and each registered source protocol's and
+    store backend's (the base blocks they share are documented through them)."""
+    registered = [*sources.SOURCE_MODELS.values(), *stores.STORE_MODELS.values()]
+    modules = {models.__name__, *(model.__module__ for model in registered)}
     return {
         name: cls
         for module in map(importlib.import_module, sorted(modules))
@@ -36,6 +37,7 @@ def site_file_models() -> dict[str, type[BaseModel]]:
         and issubclass(cls, BaseModel)
         and cls.__module__ in modules
         and cls.__module__ != common.__name__
+        and cls is not stores.StoreConfig
         and not name.startswith("_")
     }
 

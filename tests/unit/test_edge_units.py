@@ -13,10 +13,12 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pw_mqtt import RecordingClient
 
 from edge.buffer import DiskBuffer
 from edge.forwarder import Forwarder
 from edge.gateway_watch import GatewayWatch
+from edge.native_format import NativeFormat
 from edge.rbe import ReportByException, TagPolicy
 from edge.sources.coalesce import PlannedTag, plan_requests
 from edge.sources.modbus_codec import RegisterDecodeError, decode_registers, tag_value
@@ -261,33 +263,23 @@ def test_disk_buffer_drops_the_oldest_when_full(tmp_path: Path) -> None:
     assert kept == list(range(200 - len(kept), 200))  # the newest survive
 
 
-class RecordingClient:
-    """Stands in for the MQTT client: keeps what the forwarder publishes."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-
-    def publish(self, topic: str, payload: bytes, **options: object) -> int:
-        self.published.append((topic, payload))
-        return len(self.published)
-
-
 def test_every_batch_is_stamped_with_the_wall_clock_when_it_is_published(tmp_path: Path) -> None:
     buffer = DiskBuffer(tmp_path / "edge.db", "edge-1", max_bytes=10**8)
     buffer.append(A, [Sample(5, "x", 1.0)])  # a sample time that has nothing to do with now
     buffer.flush()
+    native = NativeFormat(edge_id="edge-1", site=A.site, assets=[A], wait_for_gateway=False)
     forwarder = Forwarder(
-        buffer, MqttConfig(), edge_id="edge-1", site=A.site, assets=[A], max_samples=10,
+        buffer, MqttConfig(), native, edge_id="edge-1", site=A.site, max_samples=10,
         max_latency_s=0.1,
     )  # fmt: skip
     client = RecordingClient()
     forwarder._client = client  # type: ignore[assignment]
     (batch,) = buffer.take(10, 1)
     before = time.time_ns()
-    forwarder._send(batch)
+    forwarder._send([batch])
     time.sleep(0.01)
     middle = time.time_ns()
-    forwarder._send(buffer.in_flight()[0])  # resent after a reconnection: stamped afresh
+    forwarder._send(buffer.in_flight()[:1])  # resent after a reconnection: stamped afresh
     after = time.time_ns()
     first, again = (decode_batch(payload).batch for _, payload in client.published)
     assert first.sent_ns is not None and again.sent_ns is not None

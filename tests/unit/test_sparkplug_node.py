@@ -15,7 +15,7 @@ from edge.sparkplug_catalog import (
 )
 from edge.sparkplug_node import SparkplugNode
 from plantwire.codec.sparkplug import QUALITY_PROPERTY, DataType, Payload, encode, rebirth_metric
-from plantwire.config.models import ModbusTag, MqttConfig, SparkplugConfig
+from plantwire.config.models import ModbusTag, SparkplugConfig
 from plantwire.model import AssetPath, Quality, Sample
 from plantwire.sparkplug_topics import encode_host_state
 
@@ -149,14 +149,11 @@ def make_node(tmp_path: Path, *, wait_for_host: bool = True) -> SparkplugNode:
     buffer = DiskBuffer(tmp_path / "edge.db", "edge-1", max_bytes=10_000_000)
     return SparkplugNode(
         buffer,
-        MqttConfig(),
         SparkplugConfig(wait_for_host=wait_for_host),
         edge_id="edge-1",
         site="bd",
         group_id="bd",
         machines=[],
-        max_samples=100,
-        max_latency_s=0.1,
     )
 
 
@@ -173,14 +170,14 @@ def test_ncmd_rebirth_is_counted_and_a_malformed_one_is_ignored(tmp_path: Path) 
 
 def test_the_host_state_gates_publishing(tmp_path: Path) -> None:
     node = make_node(tmp_path)
-    assert not node._may_publish()
+    assert not node.may_send()
     node._host_state(encode_host_state(True, 2000))
-    assert node._may_publish() and node._need_births
+    assert node.may_send() and node._need_births
     node._host_state(encode_host_state(False, 1000))  # older than the one acted on: ignored
     assert node.host_online
     node._host_state(b"{}")
     assert node.commands_malformed == 1 and node.host_online
     node._host_state(encode_host_state(False, 3000))
-    assert not node._may_publish()
-    assert make_node(tmp_path / "b", wait_for_host=False)._may_publish()
+    assert not node.may_send()
+    assert make_node(tmp_path / "b", wait_for_host=False).may_send()
     node.buffer.close()

@@ -30,7 +30,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from plantwire.config.models import InfluxConfig
+from plantwire.config.stores import InfluxConfig
 from plantwire.store import InfluxStore, StoreError
 from plantwire.store.influx_write import (
     InfluxV1Writer,
