@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 
-from analytics.calendar import parse_moment
 from plantwire.lifecycle import run_until_signalled
 
 __all__ = ["register"]
@@ -88,6 +87,7 @@ def run_analytics(args: argparse.Namespace) -> int:
 
 
 def run_oee_report(args: argparse.Namespace) -> int:
+    from analytics.calendar import parse_moment
     from analytics.compute import compute_oee
     from analytics.output import report_json, report_table
     from plantwire.config.models import SiteConfig

@@ -28,6 +28,7 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
+from edge.sources.modbus_fuzz import modbus_fuzz_target
 from plantwire.testing.fuzz import FuzzTarget, fuzz_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="for a repeatable run")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows in a log file too
-    targets = fuzz_targets(SITE_EXAMPLES)
+    targets = [*fuzz_targets(SITE_EXAMPLES), modbus_fuzz_target()]  # the contract's, the edge's
     if args.target:
         unknown = set(args.target) - {t.name for t in targets}
         if unknown:

@@ -16,11 +16,11 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationError
 
+from edge.browse_args import PASSWORD_ENV, add_browse_arguments
 from edge.sources.base import NotConnected
 from edge.sources.opcua_security import (
     BrowsedVariable,
@@ -34,7 +34,6 @@ from plantwire.names import check_metric_name
 
 __all__ = ["PASSWORD_ENV", "add_browse_arguments", "browse", "main_browse", "metric_names"]
 
-PASSWORD_ENV = "PLANTWIRE_OPCUA_PASSWORD"  # noqa: S105 - the variable's name, not a password
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
 
 _SEPARATORS = re.compile(r"[\s.\-/:]+")
@@ -132,25 +131,6 @@ async def browse(
     finally:
         await quiet_disconnect(client, timeout_s)
     return _format(endpoint, root, depth, variables)
-
-
-def add_browse_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``plantwire edge browse``."""
-    parser.add_argument("endpoint", help="the server, opc.tcp://HOST:PORT[/PATH]")
-    parser.add_argument("--root", help="NodeId to start from (default: the Objects folder)")
-    parser.add_argument("--depth", type=int, default=6, help="levels to walk down (default 6)")
-    parser.add_argument(
-        "--security", choices=["None", "Sign", "SignAndEncrypt"], default="None",
-        help="message security, with Basic256Sha256 (default None)",
-    )  # fmt: skip
-    parser.add_argument("--cert", type=Path, help="client certificate (DER or PEM)")
-    parser.add_argument("--key", type=Path, help="client private key")
-    parser.add_argument(
-        "--server-cert", type=Path, action="append", default=[],
-        help="trusted server certificate (file or folder; may be repeated)",
-    )  # fmt: skip
-    parser.add_argument("--user", help=f"user name; the password is read from ${PASSWORD_ENV}")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
 
 
 def main_browse(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge.browse_args import add_browse_arguments, run_browse
 from plantwire.lifecycle import run_until_signalled
 
 log = logging.getLogger("plantwire.edge")
@@ -30,10 +31,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     browse = actions.add_parser(
         "browse", help="print an OPC UA server's variables as site-file tags"
     )
-    from edge.browse import add_browse_arguments, main_browse
-
     add_browse_arguments(browse)
-    browse.set_defaults(handler=main_browse)
+    browse.set_defaults(handler=run_browse)
 
 
 EXIT_BUFFER = 4  # the disk buffer cannot be opened at all

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, entry_points, version
 
+from plantwire.extras import missing_library_message
+
 __all__ = ["build_parser", "main"]
 
 
@@ -47,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args))
+    except ModuleNotFoundError as exc:
+        # A part installed without its extra (an edge device asked to train a model).
+        message = missing_library_message(args.command, exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 5  # docs/install.md
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -10,9 +10,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plantwire.durations import parse_duration
-from simulators.scenario import Scenario, bundled_scenario, load_scenario
+
+if TYPE_CHECKING:
+    from simulators.scenario import Scenario
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,6 +123,8 @@ class _ScenarioRefusedError(Exception):
 
 def _scenario(name: str, command: str) -> Scenario:
     """Load a scenario file, or a bundled one by name; report a refusal on stderr."""
+    from simulators.scenario import bundled_scenario, load_scenario
+
     path = Path(name)
     if not path.exists() and bundled_scenario(name).exists():
         path = bundled_scenario(name)

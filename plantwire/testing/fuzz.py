@@ -3,8 +3,8 @@
 The contract every boundary keeps, whatever the input:
 
 * it returns a result, or raises its own error type (``ConfigError``, ``LineProtocolError``,
-  ``PayloadError``, ``RegisterDecodeError``) -- never a ``KeyError``, ``RecursionError``, a YAML
-  or protobuf error, or anything else;
+  ``PayloadError``; a part's own, such as the edge's ``RegisterDecodeError``) -- never a
+  ``KeyError``, ``RecursionError``, a YAML or protobuf error, or anything else;
 * the error is clear: its message is one non-empty line of words (a config issue also names its
   line or key path), and a refused site file never repeats a secret from the environment;
 * what it accepts is sound: an encoded point parses back to the same values, a decoded batch
@@ -30,20 +30,17 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from edge.sources.modbus_codec import RegisterDecodeError, tag_value
 from plantwire.codec.native import decode_batch
 from plantwire.codec.sparkplug import NotStorable, decode, describe, encode, to_plantwire_value
 from plantwire.config import load_site_file, parse_site
-from plantwire.config.models import ByteOrder, DataType, ModbusTag
 from plantwire.errors import ConfigError, LineProtocolError, PayloadError
 from plantwire.lineprotocol import LineEncoder, Point, batch_lines
 from plantwire.lineprotocol_parse import parse_body
-from plantwire.model import INT64_MAX, Quality, check_value
+from plantwire.model import INT64_MAX, check_value
 from plantwire.names import check_metric_name
 from plantwire.testing.fuzz_inputs import (
     line_bodies,
     line_points,
-    modbus_reads,
     native_payloads,
     sparkplug_payloads,
 )
@@ -54,7 +51,6 @@ __all__ = [
     "UnclearError",
     "check_line_body",
     "check_message",
-    "check_modbus_read",
     "check_native_payload",
     "check_points",
     "check_site_bytes",
@@ -259,44 +255,14 @@ def check_sparkplug_payload(data: bytes) -> str:
     return ACCEPTED
 
 
-# -- Modbus ----------------------------------------------------------------------------------------
-
-_INTEGERS = frozenset(
-    {DataType.INT16, DataType.UINT16, DataType.INT32, DataType.UINT32, DataType.INT64}
-)
-
-
-def check_modbus_read(read: tuple[ModbusTag, ByteOrder, list[int]]) -> str:
-    """Any words for any tag: a storable value of the tag's type, or a RegisterDecodeError
-    with a clear message exactly when the device answered with the wrong number of words."""
-    tag, order, words = read
-    try:
-        value, quality = tag_value(tag, order, words)
-    except RegisterDecodeError as exc:
-        check_message(str(exc), "RegisterDecodeError")
-        if len(words) == tag.count:
-            raise UnclearError(f"a full read of {tag.data_type} is refused: {exc}") from None
-        return "RegisterDecodeError"
-    if len(words) != tag.count:
-        raise UnclearError(f"{len(words)} words decoded for a tag of {tag.count}")
-    if check_value(value, quality) is not None or (value is None) != (quality is Quality.BAD):
-        raise UnclearError(f"an unstorable result {value!r} ({quality}) for {tag!r}")
-    kind = tag.data_type
-    unscaled = tag.scale == 1.0 and tag.offset == 0.0
-    expected: type = {DataType.BIT: bool, DataType.STRING: str}.get(kind, float)
-    if kind in _INTEGERS and unscaled:
-        expected = int
-    uint64 = kind is DataType.UINT64 and unscaled  # an int, or an uncertain float beyond int64
-    if value is not None and not isinstance(value, expected) and not uint64:
-        raise UnclearError(f"a {kind} tag gave {value!r}")
-    return f"{ACCEPTED} ({quality})"
-
-
 # -- the targets -----------------------------------------------------------------------------------
 
 
 def fuzz_targets(site_examples: Sequence[Path]) -> list[FuzzTarget]:
-    """Every target; the site file targets start from the given valid site files."""
+    """Every target of the shared contract; the site file targets start from the given valid
+    site files. A part's own boundaries have their targets in that part (the edge's Modbus
+    decoding: :func:`edge.sources.modbus_fuzz.modbus_fuzz_target`), since this package imports
+    no part."""
     texts = [path.read_text() for path in site_examples]
     return [
         FuzzTarget(
@@ -334,11 +300,5 @@ def fuzz_targets(site_examples: Sequence[Path]) -> list[FuzzTarget]:
             "Sparkplug decode on mutated payloads (every part of the schema), any bytes",
             sparkplug_payloads(),
             check_sparkplug_payload,
-        ),
-        FuzzTarget(
-            "modbus-decode",
-            "tag_value on any tag type, order and scale with any words, short and long reads",
-            modbus_reads(),
-            check_modbus_read,
         ),
     ]

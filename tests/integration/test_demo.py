@@ -23,7 +23,7 @@ def _demo(tmp_path: Path, *extra: str) -> dict[str, Any]:
     report = tmp_path / "r.json"
     args = ["--duration", "60", "--speed", "60", "--headless", "--report", str(report)]
     run = subprocess.run(
-        [sys.executable, "-m", "plantwire.demo", *args, "--workdir", str(tmp_path / "run"), *extra],
+        [sys.executable, "-m", "demo", *args, "--workdir", str(tmp_path / "run"), *extra],
         capture_output=True,
         timeout=540,
         check=False,

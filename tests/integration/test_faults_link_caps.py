@@ -65,7 +65,7 @@ class ReadLedger:
     """What the edge's sources read, each (machine, metric, timestamp) once.
 
     A poll that lands twice in one PLC scan reads the same clock and values again: one sample,
-    which InfluxDB stores once (see ``DistinctCount`` in plantwire/demo/orchestra.py). A sample
+    which InfluxDB stores once (see ``DistinctCount`` in demo/orchestra.py). A sample
     with a value becomes a value field in InfluxDB; one whose quality is not good also (or,
     without a value, only) writes ``<metric>__quality``: both are counted.
 

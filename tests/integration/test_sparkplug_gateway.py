@@ -196,9 +196,9 @@ def test_edge_node_to_gateway_n_in_n_out_through_a_gateway_restart(
     host is offline, rebirths when it is back, and every sample published arrives."""
     from pw_mqtt import sim_site
 
+    from demo.orchestra import DistinctCount
     from edge.agent import EdgeAgent
     from plantwire.config import load_site
-    from plantwire.demo.orchestra import DistinctCount
     from plantwire.testing.servers import free_port
     from simulators.modbus_server import ModbusPlantServer
     from simulators.plant import Plant

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from edge.sources.modbus_codec import RegisterDecodeError, tag_value
+from edge.sources.modbus_fuzz import modbus_fuzz_target
 from plantwire.codec import decode_batch
 from plantwire.config import parse_site, yamlsource
 from plantwire.config.models import ByteOrder, ModbusTag
@@ -27,9 +28,12 @@ ROOT = Path(__file__).parents[2]
 GOOD_SITE = (ROOT / "tests" / "golden" / "good_site.yaml").read_text()
 TARGETS = {
     target.name: target
-    for target in fuzz_targets(
-        [ROOT / "deploy" / "site.example.yaml", ROOT / "tests" / "golden" / "good_site.yaml"]
-    )
+    for target in [
+        *fuzz_targets(
+            [ROOT / "deploy" / "site.example.yaml", ROOT / "tests" / "golden" / "good_site.yaml"]
+        ),
+        modbus_fuzz_target(),
+    ]
 }
 # The default hundred examples each; a site file takes a few milliseconds to read.
 FUZZ = settings(

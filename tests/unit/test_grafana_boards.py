@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from boards import boards
+from boards.export import board_file_name, dashboard_text
+from boards.fields import STATE_COLOURS, STATE_NAMES, state_mappings
+from boards.model import Board, Panel, Query
+from boards.push import GrafanaAuth, PushError, push_board
 from plantwire.cli import main
-from plantwire.grafana import boards
-from plantwire.grafana.export import board_file_name, dashboard_text
-from plantwire.grafana.fields import STATE_COLOURS, STATE_NAMES, state_mappings
-from plantwire.grafana.model import Board, Panel, Query
-from plantwire.grafana.push import GrafanaAuth, PushError, push_board
 from plantwire.states import MachineState
 from plantwire.testing.servers import free_port
 

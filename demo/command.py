@@ -1,6 +1,6 @@
 """``plantwire demo``: the whole stack on the simulated plant, in one process.
 
-Also runnable as ``python -m plantwire.demo``.
+Also runnable as ``python -m demo``.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def run_demo(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     import json
 
-    from plantwire.demo.orchestra import DemoRun, DemoSettings
-    from plantwire.demo.report import build_report
+    from demo.orchestra import DemoRun, DemoSettings
+    from demo.report import build_report
     from plantwire.lifecycle import run_until_signalled
 
     demo = DemoRun(
@@ -119,7 +119,7 @@ async def _main(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     if args.headless:
         await run_until_signalled(demo.run())
     else:
-        from plantwire.demo.view import run_with_view
+        from demo.view import run_with_view
 
         await run_until_signalled(run_with_view(demo))
     truth = json.loads(demo.truth_path.read_text())

@@ -21,8 +21,8 @@ from plantwire.store.base import Store
 from plantwire.store.open import store_name
 
 if TYPE_CHECKING:
+    from demo.orchestra import DemoRun
     from plantwire.config import SiteConfig
-    from plantwire.demo.orchestra import DemoRun
 
 __all__ = ["build_report", "count_stored"]
 

@@ -9,10 +9,10 @@ drop to zero.
 
 from __future__ import annotations
 
-from plantwire.grafana.fields import flag_mappings, thresholds
-from plantwire.grafana.model import Board, Panel, Query
-from plantwire.grafana.panels import state_timeline, time_series
-from plantwire.grafana.queries import tag_variable, where
+from boards.fields import flag_mappings, thresholds
+from boards.model import Board, Panel, Query
+from boards.panels import state_timeline, time_series
+from boards.queries import tag_variable, where
 
 __all__ = ["UID", "board"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from plantwire.grafana.model import Json
+from boards.model import Json
 from plantwire.states import MachineState
 
 __all__ = [

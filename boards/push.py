@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from boards.model import Board
 from plantwire.errors import PlantWireError
-from plantwire.grafana.model import Board
 
 __all__ = ["GrafanaAuth", "PushError", "PushResult", "push_board"]
 

@@ -8,15 +8,15 @@ ending now it is the running shift.
 
 from __future__ import annotations
 
-from plantwire.grafana.fields import (
+from boards.fields import (
     FRACTION,
     flag_mappings,
     state_mappings,
     thresholds,
 )
-from plantwire.grafana.model import Board, Panel, Query
-from plantwire.grafana.panels import bar_gauge, data_link, gauge, stat, table, time_series
-from plantwire.grafana.queries import tag_variable, where
+from boards.model import Board, Panel, Query
+from boards.panels import bar_gauge, data_link, gauge, stat, table, time_series
+from boards.queries import tag_variable, where
 
 __all__ = ["UID", "board"]
 

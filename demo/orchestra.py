@@ -28,12 +28,12 @@ from analytics.anomaly.registry import Registry
 from analytics.anomaly.training import train
 from analytics.history import load_history
 from analytics.service import AnalyticsService
+from demo.broker import EmbeddedBroker
+from demo.plant import TRAIN_SHARE, demo_scenario, demo_site_config
 from edge.agent import EdgeAgent
 from gateway.service import Gateway
 from plantwire.config import SiteConfig, parse_site
 from plantwire.config.stores import InfluxConfig
-from plantwire.demo.broker import EmbeddedBroker
-from plantwire.demo.plant import TRAIN_SHARE, demo_scenario, demo_site_config
 from plantwire.lifecycle import cancel_and_wait
 from plantwire.model import AssetPath, Sample
 from plantwire.store.open import make_line_writer, open_store
@@ -46,7 +46,7 @@ from simulators.runner import SimRunner
 
 __all__ = ["DemoRun", "DemoSettings"]
 
-log = logging.getLogger("plantwire.demo")
+log = logging.getLogger("demo")
 NS = 1_000_000_000
 OPEN_ENDED_PLANT_S = 2 * 3600.0  # without --duration, faults and training fit two plant hours
 DRAIN_TIMEOUT_S = 60.0

@@ -12,7 +12,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from plantwire.demo.orchestra import DemoRun
+from demo.orchestra import DemoRun
 from plantwire.states import MachineState
 
 __all__ = ["render", "run_with_view"]
