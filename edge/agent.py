@@ -41,11 +41,12 @@ RATE_WINDOW_S = 10.0
 
 
 def node_machines(site: SiteConfig, node_id: str) -> list[tuple[AssetPath, Machine]]:
-    """The machines an edge node reads, with their asset paths."""
+    """The machines an edge node reads, with their asset paths (a machine without sources
+    publishes its own data: ingest rules)."""
     return [
         (AssetPath(site.site.id, area.id, line.id, machine.id), machine)
         for area, line, machine in site.machines()
-        if site.edge_node_of(machine) == node_id
+        if machine.sources and site.edge_node_of(machine) == node_id
     ]
 
 

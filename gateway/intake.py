@@ -9,6 +9,7 @@ edge, so gaps and duplicates show in the metrics.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 from gateway.deadletters import DEFAULT_MAX_BYTES, DeadLetter, dead_letter, original_payload
@@ -16,9 +17,12 @@ from plantwire.codec import decode_batch
 from plantwire.codec.native import RejectedSample
 from plantwire.errors import LineProtocolError, PayloadError, TopicError
 from plantwire.lineprotocol import LineEncoder, batch_lines
+from plantwire.logs import LogOnce
 from plantwire.topics import parse_machine_topic
 
 __all__ = ["Intake", "Processed", "SequenceTracker"]
+
+log = logging.getLogger("plantwire.gateway.intake")
 
 ROOT_LEVELS = 3  # plantwire / v1 / <site>
 
@@ -71,6 +75,16 @@ class Intake:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.site = site
         self.sequences = SequenceTracker()
+        self.unknown_keys = 0  # batches read with top-level keys this gateway does not know
+        self._once = LogOnce(log)
+
+    def _unknown_keys(self, edge: str, keys: tuple[str, ...]) -> None:
+        self.unknown_keys += 1
+        self._once.problem(
+            f"keys:{edge}:{keys}", "edge %s sends batch keys this gateway does not know (%s): "
+            "ignored; is the edge newer than the gateway?", edge,
+            ", ".join(repr(key[:64]) for key in keys[:10]),
+        )  # fmt: skip
 
     def process(self, topic: str, payload: bytes | bytearray) -> Processed:
         payload = bytes(payload)
@@ -96,6 +110,8 @@ class Intake:
             return Processed(
                 dead_letters=[self._refuse(site, batch.edge_id, "payload", reason, topic, payload)]
             )
+        if decoded.unknown_keys:
+            self._unknown_keys(batch.edge_id, decoded.unknown_keys)
         self.sequences.observe(batch.edge_id, batch.seq)
         result = Processed(
             samples=len(batch.samples),

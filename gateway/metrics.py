@@ -52,6 +52,10 @@ def register_metrics(gateway: Gateway, registry: Registry) -> None:
             "Messages on a topic no payload format reads (dead-lettered).",
             lambda: gateway.routes.unrouted,
         ),
+        "plantwire_gateway_batches_with_unknown_keys_total": (
+            "Batches read with top-level keys this gateway does not know (a newer edge's).",
+            lambda: gateway.intake.unknown_keys,
+        ),
         "plantwire_gateway_service_messages_refused_total": (
             "Service state or stats messages refused.",
             lambda: gateway.pipeline.refused,
@@ -74,8 +78,9 @@ def register_metrics(gateway: Gateway, registry: Registry) -> None:
     dead = CounterFunction(
         registry, "plantwire_gateway_dead_letters_total", "Dead letters by kind.", ["kind"]
     )
-    for kind in ("topic", "payload", "samples", "influx"):
+    for kind in ("topic", "payload", "samples", "influx", "route"):
         dead.set_function(lambda k=kind: gateway.dead_letters.get(k, 0), kind=kind)  # type: ignore[misc]
+    _ingest_metrics(gateway, registry)
     gauges: dict[str, tuple[str, Callable[[], float]]] = {
         "plantwire_gateway_spool_lines": (
             "Lines waiting in the disk spool.",
@@ -122,3 +127,26 @@ def register_metrics(gateway: Gateway, registry: Registry) -> None:
     }
     for name, (text, function) in gauges.items():
         Gauge(registry, name, text).set_function(function)
+
+
+def _ingest_metrics(gateway: Gateway, registry: Registry) -> None:
+    """Per ingest rule: messages, samples, refused messages and refused values."""
+    counters = {
+        "plantwire_gateway_ingest_messages_total": ("Messages of an ingest rule.", "messages"),
+        "plantwire_gateway_ingest_samples_total": ("Samples an ingest rule took in.", "samples"),
+        "plantwire_gateway_ingest_refused_total": (
+            "Messages of an ingest rule dead-lettered whole.",
+            "refused_messages",
+        ),
+        "plantwire_gateway_ingest_values_refused_total": (
+            "Values inside a rule's messages dead-lettered.",
+            "refused_parts",
+        ),
+    }
+    for name, (text, attribute) in counters.items():
+        counter = CounterFunction(registry, name, text, ["rule"])
+        for decoder in gateway.routes.ingest_decoders():
+            counter.set_function(
+                lambda d=decoder, a=attribute: float(getattr(d, a)),  # type: ignore[misc]
+                rule=decoder.name,
+            )

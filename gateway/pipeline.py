@@ -11,7 +11,10 @@ fields    gateway                         ``mqtt_connected``, ``influx_up``, ``m
                                           ``samples_total``, ``points_written_total``,
                                           ``points_per_s``, ``write_latency_ms``, ``spool_lines``,
                                           ``spool_bytes``, ``dead_letters_total``,
-                                          ``sequence_gaps_total``, ``messages_unacked``
+                                          ``sequence_gaps_total``, ``messages_unacked``,
+                                          ``messages_unrouted_total``; per ingest rule
+                                          ``ingest_<rule>_messages_total``,
+                                          ``ingest_<rule>_refused_total``
 fields    gateway, per edge it heard      ``clock_offset_s``, ``clock_skewed`` (see
           from (its clocks)               :mod:`gateway.clocks`)
 fields    edge (from its stats)           ``mqtt_connected``, ``sources_connected``,

@@ -3,25 +3,31 @@
 Each payload format the gateway understands is a :class:`Route` -- the topic filter its messages
 arrive on, the decoder that turns one message into line-protocol lines (or dead letters), and
 whether a gateway group may split its messages (a shared subscription). The gateway subscribes
-to the routes' filters and hands each message to the first route whose filter matches its topic;
+to the routes' filters and hands each message to the first route whose filter matches its topic
+(the site file's checks refuse ingest rules whose filters overlap, so "first" never decides);
 a message no route matches (a broker delivering outside our filters) is dead-lettered, never
 dropped. Adding a format on the gateway side is one route (docs/extending.md).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from gateway.deadletters import dead_letter
+from gateway.ingest.decoder import IngestDecoder, rule_name
 from gateway.intake import Intake, Processed
 from gateway.sparkplug_host import SparkplugIngest
 from plantwire.config.models import SiteConfig
+from plantwire.logs import LogOnce
 from plantwire.names import check_segment
 from plantwire.sparkplug_topics import sparkplug_subscription
 from plantwire.topics import data_subscription
 
 __all__ = ["Decode", "Route", "Routes", "site_routes", "topic_matches"]
+
+log = logging.getLogger("plantwire.gateway.routes")
 
 # One message (topic, payload) -> what to write, what to refuse.
 Decode = Callable[[str, bytes], Processed]
@@ -38,6 +44,7 @@ class Route:
     # False: every message must reach one gateway in order (Sparkplug's seq and aliases are per
     # edge node), so the filter is never shared with a gateway group.
     shareable: bool = True
+    qos: int = 1  # what to subscribe with (an ingest rule may say 0 or 2)
 
     def subscription(self, shared_group: str | None) -> str:
         if shared_group is None or not self.shareable:
@@ -74,6 +81,7 @@ class Routes:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.unrouted = 0
         self._by_topic: dict[str, Route | None] = {}
+        self._once = LogOnce(log)  # once per topic (and a bounded memory of topics)
 
     def __iter__(self) -> Iterator[Route]:
         return iter(self.routes)
@@ -87,11 +95,18 @@ class Routes:
             )
         return self._by_topic[topic]
 
+    def ingest_decoders(self) -> list[IngestDecoder]:
+        return [r.decode for r in self.routes if isinstance(r.decode, IngestDecoder)]
+
     def decode(self, topic: str, payload: bytes) -> Processed:
         route = self.route_for(topic)
         if route is not None:
             return route.decode(topic, payload)
         self.unrouted += 1
+        self._once.problem(
+            f"unrouted:{topic}", "a message on %s, which no payload format reads: dead-lettered",
+            topic,
+        )  # fmt: skip
         reason = "no payload format is configured for this topic"
         letter = dead_letter(
             self.site, "unknown", "route", reason, topic, max_bytes=self.dead_letter_max_bytes,
@@ -106,14 +121,21 @@ def site_routes(
     sparkplug: SparkplugIngest | None,
     on_rebirth: Callable[[str], None],
 ) -> Routes:
-    """The site's routes: PlantWire's native batches, and Sparkplug B when the gateway is the
-    site's Sparkplug host."""
+    """The site's routes: PlantWire's native batches, Sparkplug B when the gateway is the site's
+    Sparkplug host, and one route per ingest rule."""
     routes = [Route("native", data_subscription(site.site.id), intake.process)]
     if sparkplug is not None:
         decode = _sparkplug_decoder(sparkplug, on_rebirth)
-        routes.append(
-            Route("sparkplug", sparkplug_subscription(site.sparkplug_group), decode, False)
-        )
+        spb_filter = sparkplug_subscription(site.sparkplug_group)
+        routes.append(Route("sparkplug", spb_filter, decode, shareable=False))
+    for index, rule in enumerate(site.ingest):  # the plant's own MQTT data (docs/ingest.md)
+        decoder = IngestDecoder(
+            rule, rule_name(rule, index), site=site.site.id, encoder=intake.encoder,
+            max_payload_bytes=site.mqtt.max_payload_bytes,
+            dead_letter_max_bytes=site.gateway.dead_letter_max_bytes,
+        )  # fmt: skip
+        route = Route(f"ingest:{decoder.name}", decoder.pattern.filter, decoder, qos=rule.qos)
+        routes.append(route)
     return Routes(site.site.id, routes, dead_letter_max_bytes=site.gateway.dead_letter_max_bytes)
 
 

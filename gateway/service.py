@@ -180,8 +180,8 @@ class Gateway:
         """Subscribe (again): a resumed session's backlog is already flowing meanwhile."""
         mqtt, group = self.site.mqtt, self.settings.shared_group
         topics = [route.subscription(group) for route in self.routes]
-        for topic in topics:
-            await client.subscribe(topic, qos=1)
+        for route, topic in zip(self.routes, topics, strict=True):
+            await client.subscribe(topic, qos=route.qos)
         await client.subscribe(service_subscription(self.site.site.id, group), qos=1)
         self._subscribed.set()  # the Sparkplug host's STATE waits for its subscription
         client.publish(service_state_topic(self.site.site.id, self.id), GATEWAY_ONLINE, retain=True)
@@ -364,7 +364,11 @@ class Gateway:
             "dead_letters_total": sum(self.dead_letters.values()),
             "sequence_gaps_total": self.intake.sequences.gaps,
             "messages_unacked": self.tracker.unacked,
+            "messages_unrouted_total": self.routes.unrouted,
         }
+        for decoder in self.routes.ingest_decoders():  # per rule: the plant's own MQTT data
+            fields[f"ingest_{decoder.name}_messages_total"] = decoder.messages
+            fields[f"ingest_{decoder.name}_refused_total"] = decoder.refused_messages
         if writes:
             fields["write_latency_ms"] = 1000 * seconds / writes
         # Floats throughout, as edge stats are: a field keeps one type per shard in InfluxDB,

@@ -76,6 +76,9 @@ class Decoded:
 
     batch: Batch
     rejected: list[RejectedSample] = field(default_factory=list)
+    # Top-level keys this decoder does not know: a newer edge's, ignored (and counted by the
+    # gateway) so edges can be upgraded before gateways.
+    unknown_keys: tuple[str, ...] = ()
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -130,14 +133,14 @@ def decode_batch(
         asset = _decode_asset(doc.get("asset"))
     except InvalidNameError as exc:
         raise PayloadError(str(exc)) from None
-    unknown = doc.keys() - _FRAME_KEYS
-    if unknown:
-        raise PayloadError(f"unknown keys in batch: {', '.join(sorted(map(repr, unknown)))}")
+    # A frame missing none of the required keys with one more than them may hold an unknown
+    # one (a newer edge's); fewer keys would have been refused above.
+    unknown = tuple(sorted(doc.keys() - _FRAME_KEYS)) if len(doc) >= len(_FRAME_KEYS) else ()
     plain = _decode_plain(raw_samples)
     if plain is not None:
-        return Decoded(Batch(edge_id, seq, asset, plain, sent), [])
+        return Decoded(Batch(edge_id, seq, asset, plain, sent), [], unknown)
     samples, rejected = _decode_samples(raw_samples)
-    return Decoded(Batch(edge_id, seq, asset, samples, sent), rejected)
+    return Decoded(Batch(edge_id, seq, asset, samples, sent), rejected, unknown)
 
 
 def _decode_asset(raw: object) -> AssetPath:

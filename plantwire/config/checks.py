@@ -9,6 +9,9 @@ from typing import Any
 
 from plantwire.config.models import ALL_DAYS, Shift, SiteConfig
 from plantwire.config.yamlsource import Path_, format_path
+from plantwire.sparkplug_topics import sparkplug_subscription
+from plantwire.topic_patterns import filters_overlap
+from plantwire.topics import data_subscription, service_subscription
 
 __all__ = ["Finding", "check_site"]
 
@@ -35,6 +38,7 @@ def check_site(site: SiteConfig) -> list[Finding]:
     findings += _duplicates(site.edge_nodes, "id", ("edge_nodes",), "edge node id")
     findings += _duplicates(site.areas, "id", ("areas",), "area id")
     findings += _check_shifts(site)
+    findings += _check_ingest(site)
     node_ids = {node.id for node in site.edge_nodes}
     for a, area in enumerate(site.areas):
         findings += _duplicates(area.lines, "id", ("areas", a, "lines"), "line id")
@@ -52,7 +56,20 @@ def check_site(site: SiteConfig) -> list[Finding]:
                 )
             for m, machine in enumerate(line.machines):
                 machine_path: Path_ = (*line_path, "machines", m)
-                findings += _check_machine(machine, machine_path, node_ids, len(site.edge_nodes))
+                if machine.sources:
+                    findings += _check_machine(
+                        machine, machine_path, node_ids, len(site.edge_nodes)
+                    )
+                elif not site.ingest:
+                    findings.append(
+                        (
+                            (*machine_path, "sources"),
+                            (
+                                f"machine {machine.id!r} has no sources and the site no ingest "
+                                "rules: nothing would bring its data"
+                            ),
+                        )
+                    )
     return findings
 
 
@@ -92,6 +109,37 @@ def _check_machine(
             (*path, "id"),
             f"machine {machine.id!r} needs edge_node: the site has {node_count} edge nodes",
         )
+
+
+def _check_ingest(site: SiteConfig) -> Iterator[Finding]:
+    """Each rule's own problems, unique names, and no two rules (nor a rule and PlantWire's own
+    topics) that one topic could match: which would read it is then a matter of order."""
+    own = [("PlantWire's data topics", data_subscription(site.site.id))]
+    if site.sparkplug is not None:
+        own.append(("Sparkplug B", sparkplug_subscription(site.sparkplug_group)))
+    own.append(("PlantWire's service topics", service_subscription(site.site.id)))
+    seen: list[tuple[str, str]] = []
+    names: dict[str, int] = {}
+    for index, rule in enumerate(site.ingest):
+        path: Path_ = ("ingest", index)
+        for where, problem in rule.problems():
+            yield ((*path, *where), problem)
+        name = rule.name or f"rule-{index}"
+        if name in names:
+            yield ((*path, "name"), f"duplicate rule name {name!r} (also ingest[{names[name]}])")
+        names.setdefault(name, index)
+        filter_ = rule.pattern().filter
+        for other, other_filter in [*own, *seen]:
+            if filters_overlap(filter_, other_filter):
+                yield (
+                    (*path, "topic"),
+                    (
+                        f"topic {rule.topic!r} overlaps {other} ({other_filter}): "
+                        "a message could match both"
+                    ),
+                )
+                break
+        seen.append((f"ingest[{index}]", filter_))
 
 
 def _check_breaks(shift: Shift, path: Path_) -> Iterator[Finding]:

@@ -8,7 +8,7 @@ import difflib
 import logging
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from plantwire.config.checks import check_site
 from plantwire.config.common import RegistryUnion
+from plantwire.config.ingest import INGEST_MODELS
 from plantwire.config.models import SiteConfig
 from plantwire.config.sources import SOURCE_MODELS
 from plantwire.config.stores import STORE_MODELS
@@ -277,8 +278,10 @@ def _data_path(data: Any, loc: tuple[Any, ...], *, keep_missing_last: bool) -> P
 
 
 def _registered_names(key: str) -> list[str]:
-    table = STORE_MODELS if key == "backend" else SOURCE_MODELS
-    return sorted(table)
+    """The names a registry's key may take: a store's backend, an ingest rule's format, a
+    source's protocol."""
+    tables: dict[str, Iterable[str]] = {"backend": STORE_MODELS, "format": INGEST_MODELS}
+    return sorted(tables.get(key, SOURCE_MODELS))
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

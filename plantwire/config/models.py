@@ -23,6 +23,7 @@ from plantwire.config.common import (
     segment,
     split_url,
 )
+from plantwire.config.ingest import AnyIngestRule
 from plantwire.config.modbus import (
     ByteOrder,
     DataType,
@@ -228,7 +229,9 @@ class Machine(Block):
     edge_node: NodeId | None = None  # default: the site's only edge node
     clock_metric: MetricName | None = None  # a PLC clock tag that stamps the samples (plant time)
     oee: OeeSignals = Field(default_factory=OeeSignals)
-    sources: list[Source] = Field(min_length=1)
+    # What an edge agent reads; none when the machine's data comes from ingest rules (a device
+    # that publishes MQTT itself: docs/ingest.md).
+    sources: list[Source] = Field(default_factory=list)
 
     def metric_names(self) -> list[str]:
         return [tag.metric for source in self.sources for tag in source.tags]
@@ -346,6 +349,7 @@ class SiteConfig(Block):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     store: AnyStore | None = None  # where the time series go (plantwire.config.stores)
     sparkplug: SparkplugConfig | None = None  # Sparkplug B beside the native format
+    ingest: list[AnyIngestRule] = Field(default_factory=list)  # the plant's own MQTT data
     shifts: list[Shift] = Field(default_factory=list)
     edge_nodes: list[EdgeNode] = Field(default_factory=lambda: [EdgeNode(id="edge")], min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)

@@ -29,6 +29,7 @@ def describe_site(loaded: LoadedSite) -> str:
         _store_lines(site, loaded.secret_origins),
         _shift_lines(site),
         _edge_lines(site),
+        *([_ingest_lines(site)] if site.ingest else []),
         _asset_lines(site, loaded.secret_origins),
     ]
     return "\n\n".join("\n".join(section) for section in sections)
@@ -88,6 +89,18 @@ def _store_lines(site: SiteConfig, origins: dict[str, str]) -> list[str]:
     ]
 
 
+def _ingest_lines(site: SiteConfig) -> list[str]:
+    out = ["Ingest rules (the plant's own MQTT data)"]
+    for index, rule in enumerate(site.ingest):
+        fixed = ", ".join(f"{k}={v}" for k, v in rule.asset.model_dump().items() if v is not None)
+        name = rule.name or f"rule-{index}"
+        out.append(
+            f"  {name:<16} {rule.format:<7} {rule.topic}  (qos {rule.qos}"
+            + (f", {fixed})" if fixed else ")")
+        )
+    return out
+
+
 def _shift_lines(site: SiteConfig) -> list[str]:
     if not site.shifts:
         return ["Shifts", "  none (OEE runs against the whole day)"]
@@ -102,7 +115,9 @@ def _shift_lines(site: SiteConfig) -> list[str]:
 
 
 def _edge_lines(site: SiteConfig) -> list[str]:
-    per_node = Counter(site.edge_node_of(machine) for _, _, machine in site.machines())
+    per_node = Counter(
+        site.edge_node_of(machine) for _, _, machine in site.machines() if machine.sources
+    )
     out = ["Edge nodes"]
     for node in site.edge_nodes:
         buffer = node.buffer_path or f"plantwire-edge-{node.id}.db"

@@ -135,6 +135,15 @@ def test_good_samples_of_a_partly_bad_batch_are_kept() -> None:
     assert decoded.rejected[0].raw == {"t": 1, "m": "time", "v": 1}
 
 
+def test_unknown_top_level_keys_are_ignored_and_named() -> None:
+    """A newer edge may add keys to the frame: the batch is read, the keys are reported (and
+    counted by the gateway), so edges can be upgraded before gateways."""
+    decoded = decode_batch(frame([{"t": 1, "m": "x", "v": 1.0}], zone="plant-b", extra=1))
+    assert decoded.unknown_keys == ("extra", "zone")
+    assert decoded.batch.samples == [Sample(1, "x", 1.0)]
+    assert decode_batch(frame([], sent=5)).unknown_keys == ()
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -151,7 +160,6 @@ def test_good_samples_of_a_partly_bad_batch_are_kept() -> None:
         (frame([], asset={**ASSET, "machine": "+"}), "machine id"),
         (frame([], asset={**ASSET, "area": "alerts"}), "reserved"),
         (frame({"t": 1}), "'samples' must be a list"),  # type: ignore[arg-type]
-        (frame([], extra=1), "unknown keys in batch: 'extra'"),
         (frame([], sent=-1), "'sent' must be a non-negative integer"),
         (frame([], sent=2**63), "'sent' must be a non-negative integer"),
         (frame([], sent=1.5e18), "'sent' must be a non-negative integer"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from plantwire.config import common, models, sources, stores
+from plantwire.config import common, ingest, models, sources, stores
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "config.md"
 SECTION = re.compile(r"^#+ .*<!-- model: (\w+) -->$", re.MULTILINE)
@@ -26,8 +26,13 @@ def documented_blocks() -> dict[str, set[str]]:
 
 def site_file_models() -> dict[str, type[BaseModel]]:
     """Every block of the site file: the site models, and each registered source protocol's and
-    store backend's (the base blocks they share are documented through them)."""
-    registered = [*sources.SOURCE_MODELS.values(), *stores.STORE_MODELS.values()]
+    store backend's and ingest format's (the base blocks they share are documented through
+    them, but for the keys every ingest rule has, which have a section of their own)."""
+    registered = [
+        *sources.SOURCE_MODELS.values(),
+        *stores.STORE_MODELS.values(),
+        *ingest.INGEST_MODELS.values(),
+    ]
     modules = {models.__name__, *(model.__module__ for model in registered)}
     return {
         name: cls

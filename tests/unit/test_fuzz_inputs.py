@@ -6,6 +6,7 @@ boundary are kept as plain examples."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from edge.sources.modbus_codec import RegisterDecodeError, tag_value
 from edge.sources.modbus_fuzz import modbus_fuzz_target
+from gateway.intake import Intake
 from plantwire.codec import decode_batch
 from plantwire.config import parse_site, yamlsource
 from plantwire.config.models import ByteOrder, ModbusTag
@@ -229,10 +231,17 @@ FRAME = {
 }
 
 
-def test_an_unknown_key_with_a_newline_gives_a_one_line_reason() -> None:
-    with pytest.raises(Exception) as info:
-        decode_batch(orjson.dumps({**FRAME, "samples": [], "bad\nkey": 1}))
-    check_message(str(info.value), "PayloadError")
+def test_an_unknown_key_with_a_newline_is_ignored_and_logged_on_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = orjson.dumps({**FRAME, "samples": [], "bad\nkey": 1})
+    assert decode_batch(payload).unknown_keys == ("bad\nkey",)
+    intake = Intake(max_payload_bytes=10**6, site="s")
+    with caplog.at_level(logging.WARNING):
+        result = intake.process("plantwire/v1/s/a/l/m/data", payload)
+    assert result.dead_letters == [] and intake.unknown_keys == 1
+    (line,) = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+    check_message(line, "log line")
 
 
 def test_the_one_stamp_influxdb_refuses_is_rejected_at_decoding_not_at_writing() -> None:
