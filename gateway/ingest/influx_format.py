@@ -18,8 +18,9 @@ _parser = LineParser()
 
 def read_influx(rule: InfluxRule, site: str, levels: dict[str, str], payload: bytes) -> Readings:
     parsed = _parser.parse_body(payload)
-    if not parsed.points and not parsed.refused:
-        raise PayloadError("the message holds no lines")
+    if not parsed.points:  # nothing in it is a line: the message is refused whole
+        first = parsed.refused[0].reason if parsed.refused else "the message holds no lines"
+        raise PayloadError(first)
     readings = Readings()
     for refused in parsed.refused:
         readings.rejected.append(Rejected("line", refused.reason, refused.line))
