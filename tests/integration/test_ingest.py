@@ -6,6 +6,7 @@ stored, every bad message dead-lettered, the counts equal."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import shutil
 import subprocess
@@ -19,10 +20,15 @@ import pytest
 import yaml
 from pw_gateway import Publisher, TopicCounter, running, stop
 
+from analytics.compute import compute_oee
 from gateway.service import Gateway
 from plantwire.config import SiteConfig, parse_site
 from plantwire.store.influx_async import make_async_writer
+from plantwire.store.open import open_store
 from plantwire.testing.servers import InfluxClient, Influxd, Mosquitto
+from simulators.plant import Plant
+from simulators.scenario import bundled_scenario, load_scenario
+from simulators.siteconfig import scenario_site_config
 
 pytestmark = pytest.mark.servers
 
@@ -253,3 +259,105 @@ def test_10000_mixed_third_party_messages_good_stored_bad_dead_lettered(
     assert "not JSON" in reasons and "the message is empty" in reasons
     refused = sum(d.refused_messages for d in gateway.routes.ingest_decoders())
     assert refused == bad_messages
+
+
+OEE_TOLERANCE = 0.005  # half a percentage point, as for the edges' path (test_oee_end_to_end)
+DEVICE_PERIOD_S = 2  # plant seconds between a JSON device's messages
+PLANT_HOURS = 2.0  # the machining cell breaks down for 42 minutes in the second hour
+
+
+def json_only_site(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, database: str
+) -> SiteConfig:
+    """The simulated plant's site file with no sources at all: every machine is a device that
+    publishes its own JSON on ``<prefix>/json-plant/<area>/<line>/<machine>``."""
+    config = scenario_site_config(
+        load_scenario(bundled_scenario()), mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}",
+        influx_url=influxd.url,
+    )  # fmt: skip
+    config["site"]["id"] = f"bd-{uuid.uuid4().hex[:6]}"
+    config["store"]["database"] = database
+    config["gateway"] = {"spool_path": str(tmp_path / "spool.db"), "health_port": 0,
+                         "batch_max_latency_ms": 50}  # fmt: skip
+    for area in config["areas"]:
+        for line in area["lines"]:
+            for machine in line["machines"]:
+                machine.pop("sources")
+                machine.pop("clock_metric", None)
+                machine.pop("edge_node", None)
+    config["edge_nodes"] = [{"id": "unused"}]
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    config["ingest"] = [
+        {"name": "json-devices", "topic": f"{prefix}/json-plant/{{area}}/{{line}}/{{machine}}",
+         "format": "json", "timestamp": {"path": "ts", "unit": "ms"}}
+    ]  # fmt: skip
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return parse_site(path.read_text(), str(path), environ={}).config
+
+
+def test_oee_from_machines_that_only_publish_json_matches_the_truth(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx: InfluxClient
+) -> None:
+    site = json_only_site(tmp_path, mosquitto, influxd, influx.database)
+    assert all(not machine.sources for _, _, machine in site.machines())
+    prefix = site.ingest[0].topic.split("/")[0]
+    plant = Plant(load_scenario(bundled_scenario()))
+    start_ns = round(plant.now * 1e9)
+    publisher = Publisher(mosquitto.port, site.site.id)
+    sent = 0
+
+    async def scenario() -> Gateway:
+        nonlocal sent
+        assert site.store is not None
+        gateway = Gateway(
+            site, make_async_writer(site.store), gateway_id=f"gw-{uuid.uuid4().hex[:6]}"
+        )
+        task = await running(gateway)
+        for step in range(round(PLANT_HOURS * 3600 / plant.step_s)):
+            plant.step()
+            if step % DEVICE_PERIOD_S:
+                continue
+            for index, machine in enumerate(plant.machines):
+                values = {
+                    k: v for k, v in plant.values(index).items()
+                    if k != "plc_clock_ns" and not (isinstance(v, float) and math.isnan(v))
+                }  # fmt: skip
+                values["ts"] = round(plant.now * 1000)
+                topic = f"{prefix}/json-plant/{machine.area}/{machine.line.id}/{machine.spec.id}"
+                publisher.publish_raw(topic, orjson.dumps(values))
+                sent += 1
+            if step % 600 == 0:
+                await asyncio.to_thread(publisher.flush, 60)
+        await asyncio.to_thread(publisher.flush, 60)
+        deadline = time.monotonic() + 120
+        while gateway.messages < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert await gateway.drain(30)
+        await stop(task)
+        return gateway
+
+    try:
+        gateway = asyncio.run(scenario())
+    finally:
+        publisher.close()
+    assert gateway.messages == sent and gateway.dead_letters == {}
+    end_ns = round(plant.now * 1e9)
+    with open_store(site) as store:
+        reports = compute_oee(site, store, start_ns=start_ns, end_ns=end_ns, by="shift")
+    truth = {(row["line"], row["shift"]): row for row in plant.truth()["lines"]}
+    checked = 0
+    for report in reports:
+        for result in report.results:
+            want = truth[(report.path, result.window.label)]
+            for figure in ("availability", "performance", "quality", "oee"):
+                got, true = getattr(result.figures, figure), want[figure]
+                assert got is not None and abs(got - true) <= OEE_TOLERANCE, (
+                    f"{report.path} {result.window.label} {figure}: {got} vs truth {true}"
+                )
+            checked += 1
+            print(report.path, result.window.label, "computed/truth:", "  ".join(
+                f"{f[0].upper()} {getattr(result.figures, f):.4f}/{want[f]:.4f}"
+                for f in ("availability", "performance", "quality", "oee")
+            ))  # fmt: skip
+    assert checked == 3, reports  # three lines, the morning shift
