@@ -77,7 +77,10 @@ def time_ns(raw: object, unit: TimeUnit) -> int:
     elif isinstance(raw, float):
         if not math.isfinite(raw):
             raise ValueError("time is not finite")
-        stamp = round(raw * _NS_PER[unit])
+        # Whole units and the fraction apart: the product in one float would round off the
+        # nanoseconds of a time this far from 1970 (1.7e18 needs 61 bits).
+        whole = math.floor(raw)
+        stamp = whole * _NS_PER[unit] + round((raw - whole) * _NS_PER[unit])
     else:
         stamp = raw * _NS_PER[unit]
     if not 0 <= stamp < INT64_MAX:
