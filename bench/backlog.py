@@ -1,7 +1,7 @@
 """Backlog recovery: does the gateway drain any backlog at the same rate, in bounded memory?
 
     python bench/backlog.py [--small 100000] [--messages 1000000] [--publishers 4] [--busy]
-                            [--workdir PATH]
+                            [--ceiling] [--workdir PATH]
 
 Real processes throughout: a private Mosquitto with the project's settings (``max_queued_messages
 0``, ``max_inflight_messages 0``; Mosquitto 2.0.11 ignores Receive Maximum), a private influxd,
@@ -19,7 +19,10 @@ of the gateway, the broker and influxd, the gateway's peak memory, and the recon
 warnings it logged while draining (must be 0); then the large/small ratios (1.0: a large backlog
 costs nothing extra).
 
-``--busy`` runs one CPU-bound process per core beside everything (a busy machine). Timings vary
+``--ceiling`` first drains a backlog of ``--small`` messages with a bare paho client that does
+nothing but count them (``plantwire.testing.drain_client``): the MQTT library's own rate and CPU
+per message, the ceiling of a gateway built on it. ``--busy`` runs one CPU-bound process per core
+beside everything (a busy machine). Timings vary
 by 2-3x between runs on a shared machine; the two backlogs of one run compare fairly, and CPU per
 message is the steadier figure.
 """
@@ -38,6 +41,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import yaml
 
 from plantwire.influxql import quote_literal
@@ -161,6 +165,33 @@ def drain_phase(
     )  # fmt: skip
 
 
+def ceiling_phase(args: argparse.Namespace, servers: Servers) -> None:
+    """The same backlog drained by a bare paho client that only counts (and auto-acknowledges):
+    what the MQTT library itself can take, the gateway's ceiling in this process model."""
+    client_id = f"ceiling-{uuid.uuid4().hex[:6]}"
+    topic = f"plantwire/v1/{servers.site_id}/+/+/+/data"
+    command = [sys.executable, "-m", "plantwire.testing.drain_client",
+               "--port", str(servers.broker.port), "--client-id", client_id, "--topic", topic]  # fmt: skip
+    subprocess.run([*command, "--subscribe-only"], check=True, timeout=60)
+    per_publisher = max(1, args.small // args.publishers)
+    flood = start_flood(
+        servers.broker.port, servers.site_id, publishers=args.publishers, count=per_publisher
+    )
+    queued = wait_flood(flood, timeout_s=3600)
+    before = cpu_seconds(servers.broker.pid)
+    done = subprocess.run(
+        [*command, "--count", str(queued.acked)], check=True, capture_output=True, timeout=3600
+    )
+    figures = orjson.loads(done.stdout.splitlines()[-1])
+    broker_us = 1e6 * (cpu_seconds(servers.broker.pid) - before) / max(figures["messages"], 1)
+    print(
+        f"ceiling: a bare paho client drained {figures['messages']:,} of {queued.acked:,} queued "
+        f"at {figures['messages'] / figures['seconds']:,.0f} msg/s, "
+        f"{1e6 * figures['cpu_s'] / max(figures['messages'], 1):,.0f} µs of its CPU per message "
+        f"(broker {broker_us:,.0f} µs)"
+    )
+
+
 @dataclass(frozen=True)
 class Servers:
     broker: Mosquitto
@@ -201,6 +232,8 @@ def run(args: argparse.Namespace, folder: Path) -> None:
         servers = Servers(broker, influxd, f"backlog-{uuid.uuid4().hex[:6]}")
         burners = busy_processes() if args.busy else []
         stack.callback(lambda: [p.kill() for p in burners])
+        if args.ceiling:
+            ceiling_phase(args, servers)
         phases = []
         for name, messages in (("small", args.small), ("large", args.messages)):
             site, influx = site_file(folder, broker, influxd, servers.site_id, name)
@@ -234,6 +267,11 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--busy", action="store_true")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="first drain a backlog of --small with a bare paho client: the library's own rate",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pw-backlog-", dir=args.workdir))

@@ -414,6 +414,8 @@ def _column_rows(
     point, and InfluxDB merges the fields of both.
     """
     ts, metrics, values = samples.ts, samples.metrics, samples.values
+    if ts.count(ts[0]) == len(ts):  # one reading (a small message's usual case): no numpy
+        return [(series, dict(zip(metrics, values, strict=True)), ts[0])]
     stamps = np.fromiter(ts, dtype=np.int64, count=len(ts))
     cuts = [0, *(np.flatnonzero(stamps[1:] != stamps[:-1]) + 1).tolist(), len(ts)]
     return [

@@ -40,6 +40,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _AMBIGUOUS_BACKSLASH = re.compile(r'\\(?=[\\ ,="]|$)')
 _TOPIC_FORBIDDEN = re.compile(r"[/+#]")
+# Segments found valid, so the same machine's names are not checked again on every message
+# (whatever a segment names, the rules are the same); bounded against floods of new names.
+_VALID_SEGMENTS: dict[str, None] = {}
+_VALID_SEGMENTS_LIMIT = 100_000
 
 
 def check_influx_name(name: object, what: str = "name") -> str:
@@ -82,6 +86,8 @@ def check_segment(segment: object, what: str = "segment") -> str:
     ...
     plantwire.errors.InvalidNameError: line id 'line/1' contains '/', '+' or '#', which MQTT ...
     """
+    if type(segment) is str and segment in _VALID_SEGMENTS:
+        return segment
     name = check_influx_name(segment, what)
     if _TOPIC_FORBIDDEN.search(name):
         raise InvalidNameError(
@@ -89,6 +95,8 @@ def check_segment(segment: object, what: str = "segment") -> str:
         )
     if name.startswith("$"):
         raise InvalidNameError(f"{what} {name!r} starts with '$', which MQTT reserves for brokers")
+    if len(_VALID_SEGMENTS) < _VALID_SEGMENTS_LIMIT:
+        _VALID_SEGMENTS[name] = None
     return name
 
 
