@@ -197,7 +197,8 @@ def test_edge_node_to_gateway_n_in_n_out_through_a_gateway_restart(
     from pw_mqtt import sim_site
 
     from demo.orchestra import DistinctCount
-    from edge.agent import EdgeAgent
+    from edge.sparkplug_node import SparkplugNode
+from edge.agent import EdgeAgent
     from plantwire.config import load_site
     from plantwire.testing.servers import free_port
     from simulators.modbus_server import ModbusPlantServer
@@ -255,8 +256,9 @@ def test_edge_node_to_gateway_n_in_n_out_through_a_gateway_restart(
             sim.cancel()
             await asyncio.gather(sim, return_exceptions=True)
             await runner.stop()
-        node = agent.forwarder
-        assert getattr(node, "births_published", 0) >= 2  # a birth for each host session
+        node = agent.forwarder.format
+        assert isinstance(node, SparkplugNode)
+        assert node.births_published >= 2  # a birth for each host session
         assert agent.forwarder.samples_published >= distinct.samples
         return distinct.samples, site.site.id
 
