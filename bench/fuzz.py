@@ -29,6 +29,7 @@ import hypothesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from edge.sources.modbus_fuzz import modbus_fuzz_target
+from gateway.ingest.fuzz import ingest_fuzz_targets
 from plantwire.testing.fuzz import FuzzTarget, fuzz_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +141,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="for a repeatable run")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows in a log file too
-    targets = [*fuzz_targets(SITE_EXAMPLES), modbus_fuzz_target()]  # the contract's, the edge's
+    # The contract's targets, the edge's and the gateway's.
+    targets = [*fuzz_targets(SITE_EXAMPLES), modbus_fuzz_target(), *ingest_fuzz_targets()]
     if args.target:
         unknown = set(args.target) - {t.name for t in targets}
         if unknown:

@@ -23,7 +23,10 @@ def read_influx(rule: InfluxRule, site: str, levels: dict[str, str], payload: by
         raise PayloadError(first)
     readings = Readings()
     for refused in parsed.refused:
-        readings.rejected.append(Rejected("line", refused.reason, refused.line))
+        # A line with bytes that are not UTF-8 comes back with them as lone surrogates, which no
+        # JSON dead letter can hold: shown with the replacement character instead.
+        shown = refused.line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        readings.rejected.append(Rejected("line", refused.reason, shown))
     scale = _NS_PER[rule.precision]
     for index, point in enumerate(parsed.points):
         where = f"line {index + 1}"

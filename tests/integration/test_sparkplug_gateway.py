@@ -197,8 +197,8 @@ def test_edge_node_to_gateway_n_in_n_out_through_a_gateway_restart(
     from pw_mqtt import sim_site
 
     from demo.orchestra import DistinctCount
+    from edge.agent import EdgeAgent
     from edge.sparkplug_node import SparkplugNode
-from edge.agent import EdgeAgent
     from plantwire.config import load_site
     from plantwire.testing.servers import free_port
     from simulators.modbus_server import ModbusPlantServer

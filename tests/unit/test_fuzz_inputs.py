@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from edge.sources.modbus_codec import RegisterDecodeError, tag_value
 from edge.sources.modbus_fuzz import modbus_fuzz_target
+from gateway.ingest.fuzz import ingest_fuzz_targets
 from gateway.intake import Intake
 from plantwire.codec import decode_batch
 from plantwire.config import parse_site, yamlsource
@@ -35,6 +36,7 @@ TARGETS = {
             [ROOT / "deploy" / "site.example.yaml", ROOT / "tests" / "golden" / "good_site.yaml"]
         ),
         modbus_fuzz_target(),
+        *ingest_fuzz_targets(),
     ]
 }
 # The default hundred examples each; a site file takes a few milliseconds to read.
@@ -86,6 +88,30 @@ def test_native_decode(payload: bytes) -> None:
 @given(TARGETS["sparkplug-decode"].inputs)
 def test_sparkplug_decode(payload: bytes) -> None:
     TARGETS["sparkplug-decode"].check(payload)
+
+
+@FUZZ
+@given(TARGETS["ingest-json"].inputs)
+def test_ingest_json(payload: bytes) -> None:
+    TARGETS["ingest-json"].check(payload)
+
+
+@FUZZ
+@given(TARGETS["ingest-records"].inputs)
+def test_ingest_records(payload: bytes) -> None:
+    TARGETS["ingest-records"].check(payload)
+
+
+@FUZZ
+@given(TARGETS["ingest-value"].inputs)
+def test_ingest_value(payload: bytes) -> None:
+    TARGETS["ingest-value"].check(payload)
+
+
+@FUZZ
+@given(TARGETS["ingest-influx"].inputs)
+def test_ingest_influx(payload: bytes) -> None:
+    TARGETS["ingest-influx"].check(payload)
 
 
 @FUZZ
