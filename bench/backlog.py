@@ -1,7 +1,7 @@
 """Backlog recovery: does the gateway drain any backlog at the same rate, in bounded memory?
 
     python bench/backlog.py [--small 100000] [--messages 1000000] [--publishers 4] [--busy]
-                            [--ceiling] [--workdir PATH]
+                            [--ceiling] [--shared] [--workdir PATH]
 
 Real processes throughout: a private Mosquitto with the project's settings (``max_queued_messages
 0``, ``max_inflight_messages 0``; Mosquitto 2.0.11 ignores Receive Maximum), a private influxd,
@@ -19,6 +19,8 @@ of the gateway, the broker and influxd, the gateway's peak memory, and the recon
 warnings it logged while draining (must be 0); then the large/small ratios (1.0: a large backlog
 costs nothing extra).
 
+``--shared`` ends with a live flood of ``--small`` messages taken by one gateway and then by two
+in one shared group (``gateway.shared_group``): their CPU per message, all processes together.
 ``--ceiling`` first drains a backlog of ``--small`` messages with a bare paho client that does
 nothing but count them (``plantwire.testing.drain_client``): the MQTT library's own rate and CPU
 per message, the ceiling of a gateway built on it. ``--busy`` runs one CPU-bound process per core
@@ -51,8 +53,9 @@ from plantwire.testing.servers import InfluxClient, Influxd, Mosquitto, free_por
 
 
 def site_file(
-    folder: Path, broker: Mosquitto, influxd: Influxd, site_id: str, phase: str
-) -> tuple[Path, InfluxClient]:
+    folder: Path, broker: Mosquitto, influxd: Influxd, site_id: str, phase: str,
+    shared_group: str | None = None,
+) -> tuple[Path, InfluxClient]:  # fmt: skip
     """The phase's site file: one site and gateway session for both, a database each (a fresh
     one, so that influxd's cost does not grow from one phase to the next)."""
     database = influxd.create_database(phase)
@@ -64,6 +67,7 @@ def site_file(
             "spool_path": str(folder / "spool.db"),
             "health_port": free_port(),
             "pipeline_interval_s": 0,
+            **({"shared_group": shared_group} if shared_group else {}),
         },
         "areas": [{"id": "press", "lines": [{"id": "stamping", "ideal_cycle_time_s": 1, "machines": [
             {"id": "m0", "sources": [{"protocol": "modbus", "endpoint": "tcp://127.0.0.1:1",
@@ -192,6 +196,48 @@ def ceiling_phase(args: argparse.Namespace, servers: Servers) -> None:
     )
 
 
+def live_phase(
+    gateways: int, messages: int, args: argparse.Namespace, servers: Servers, folder: Path,
+    stack: ExitStack,
+) -> float:  # fmt: skip
+    """``gateways`` processes in one shared group take a live flood of ``messages`` (into a
+    fresh database); returns their CPU microseconds per message, all of them together."""
+    name = f"shared{gateways}"
+    # A group of the phase's own: a group of an ended phase keeps its session at the broker,
+    # which would otherwise be handed part of this phase's messages.
+    site, influx = site_file(
+        folder, servers.broker, servers.influxd, servers.site_id, name, shared_group=name
+    )
+    processes = []
+    for index in range(gateways):
+        port = free_port()
+        gateway = PlantwireProcess(folder / f"{name}-{index}.log", [
+            "gateway", "--config", str(site), "--id", f"{name}-{index}",
+            "--spool", str(folder / f"{name}-{index}.db"), "--health-port", str(port),
+        ]).start()  # fmt: skip
+        stack.callback(lambda g=gateway: g.terminate() if g.running else None)
+        healthy(gateway, port)
+        processes.append(gateway)
+    before = [g.cpu_seconds() for g in processes]
+    per_publisher = max(1, messages // args.publishers)
+    flood = start_flood(
+        servers.broker.port, servers.site_id, publishers=args.publishers, count=per_publisher,
+        first_index=100 * gateways,  # machines of their own: nothing of another phase's
+    )  # fmt: skip
+    sent = wait_flood(flood, timeout_s=3600).acked
+    wait_stored(influx, servers.site_id, sent, processes[0], name)
+    cpu = sum(g.cpu_seconds() - b for g, b in zip(processes, before, strict=True))
+    for gateway in processes:
+        gateway.terminate()
+    got = stored(influx, servers.site_id)
+    per_message = 1e6 * cpu / sent
+    print(
+        f"{name}: {gateways} gateway(s) in one shared group, a live flood of {sent:,}: "
+        f"{got:,} stored, {per_message:,.0f} µs of gateway CPU per message (all of them)"
+    )
+    return per_message
+
+
 @dataclass(frozen=True)
 class Servers:
     broker: Mosquitto
@@ -259,6 +305,10 @@ def run(args: argparse.Namespace, folder: Path) -> None:
             f"{sum(p.sent - p.stored for p in phases)}"
             f"{'; one CPU-bound process per core beside it' if args.busy else ''}"
         )
+        if args.shared:
+            one = live_phase(1, args.small, args, servers, folder, stack)
+            two = live_phase(2, args.small, args, servers, folder, stack)
+            print(f"shared group: CPU per message with two gateways / with one: {two / one:.2f}")
 
 
 def main() -> None:
@@ -271,6 +321,11 @@ def main() -> None:
         "--ceiling",
         action="store_true",
         help="first drain a backlog of --small with a bare paho client: the library's own rate",
+    )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="last, a live flood of --small into one and then two gateways in a shared group",
     )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()

@@ -349,6 +349,12 @@ def runs(sites: Mapping[str, Path], tmp: Path, urls: Mapping[str, str]) -> dict[
                  *debug_text), "MQTT broker unavailable .*(Not authorized|Bad user name)",
                 service=True),
         ],
+        "ingest try": [
+            Run(("ingest", "try", "--config", v2, "--topic", "factory/l/m/telemetry",
+                 "--payload", '{"t": 1}'), "no ingest rule", frozenset({2})),
+            Run(("ingest", "try", "--config", bad, "--topic", "x", "--payload", "1", "--json"),
+                "the site file is refused", frozenset({2})),
+        ],
         "grafana export": [Run(("grafana", "export", str(tmp / "boards")), r"\.json")],
         "grafana push": [
             Run(("grafana", "push", "--url", urls["refusing"]), "HTTP 401", frozenset({3})),

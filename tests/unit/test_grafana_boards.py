@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from boards import boards
-from boards.export import board_file_name, dashboard_text
-from boards.fields import STATE_COLOURS, STATE_NAMES, state_mappings
-from boards.model import Board, Panel, Query
-from boards.push import GrafanaAuth, PushError, push_board
+from grafana_boards import boards
+from grafana_boards.export import board_file_name, dashboard_text
+from grafana_boards.fields import STATE_COLOURS, STATE_NAMES, state_mappings
+from grafana_boards.model import Board, Panel, Query
+from grafana_boards.push import GrafanaAuth, PushError, push_board
 from plantwire.cli import main
 from plantwire.states import MachineState
 from plantwire.testing.servers import free_port

@@ -15,8 +15,8 @@ import pytest
 ROOT = Path(__file__).parents[2]
 CONTRACT = "plantwire"
 PARTS = ("edge", "gateway", "analytics", "simulators")
-# Above the parts: boards read the store's schema only; the demo runs every part.
-ABOVE = {"boards": (CONTRACT,), "demo": (CONTRACT, *PARTS)}
+# Above the parts: the boards read the store's schema only; the demo runs every part.
+ABOVE = {"grafana_boards": (CONTRACT,), "demo": (CONTRACT, *PARTS)}
 # What an edge device's install lacks (pyproject.toml's extras).
 NOT_ON_AN_EDGE = ("sklearn", "scipy", "matplotlib", "skops", "amqtt", "rich", "influxdb_client")
 

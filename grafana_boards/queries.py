@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from boards.model import Variable
+from grafana_boards.model import Variable
 from plantwire.influxql import quote_ident, quote_literal
 
 __all__ = ["LABELS", "matching", "tag_variable", "where"]

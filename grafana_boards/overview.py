@@ -8,15 +8,15 @@ ending now it is the running shift.
 
 from __future__ import annotations
 
-from boards.fields import (
+from grafana_boards.fields import (
     FRACTION,
     flag_mappings,
     state_mappings,
     thresholds,
 )
-from boards.model import Board, Panel, Query
-from boards.panels import bar_gauge, data_link, gauge, stat, table, time_series
-from boards.queries import tag_variable, where
+from grafana_boards.model import Board, Panel, Query
+from grafana_boards.panels import bar_gauge, data_link, gauge, stat, table, time_series
+from grafana_boards.queries import tag_variable, where
 
 __all__ = ["UID", "board"]
 

@@ -3,9 +3,9 @@ model's threshold, its output, and its alarms drawn on every panel as annotation
 
 from __future__ import annotations
 
-from boards.fields import FRACTION, PER_MINUTE, flag_mappings, state_mappings, thresholds
-from boards.model import Annotation, Board, Panel, Query
-from boards.panels import (
+from grafana_boards.fields import FRACTION, PER_MINUTE, flag_mappings, state_mappings, thresholds
+from grafana_boards.model import Annotation, Board, Panel, Query
+from grafana_boards.panels import (
     bar_gauge,
     gauge,
     hide_series,
@@ -13,7 +13,7 @@ from boards.panels import (
     state_timeline,
     time_series,
 )
-from boards.queries import tag_variable, where
+from grafana_boards.queries import tag_variable, where
 
 __all__ = ["UID", "board"]
 

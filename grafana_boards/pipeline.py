@@ -9,10 +9,10 @@ drop to zero.
 
 from __future__ import annotations
 
-from boards.fields import flag_mappings, thresholds
-from boards.model import Board, Panel, Query
-from boards.panels import state_timeline, time_series
-from boards.queries import tag_variable, where
+from grafana_boards.fields import flag_mappings, thresholds
+from grafana_boards.model import Board, Panel, Query
+from grafana_boards.panels import state_timeline, time_series
+from grafana_boards.queries import tag_variable, where
 
 __all__ = ["UID", "board"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from boards.model import Json
+from grafana_boards.model import Json
 from plantwire.states import MachineState
 
 __all__ = [

@@ -41,8 +41,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from boards import boards
-    from boards.export import export_boards
+    from grafana_boards import boards
+    from grafana_boards.export import export_boards
 
     try:
         written = export_boards(boards(), args.folder)
@@ -55,8 +55,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from boards import boards
-    from boards.push import GrafanaAuth, PushError, push_board
+    from grafana_boards import boards
+    from grafana_boards.push import GrafanaAuth, PushError, push_board
 
     password = args.password or os.environ.get("GRAFANA_PASSWORD")
     if args.user is not None and password is None:

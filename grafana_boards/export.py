@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from boards.model import Board
+from grafana_boards.model import Board
 
 __all__ = ["board_file_name", "dashboard_text", "export_boards"]
 

@@ -1,6 +1,6 @@
 """The panel types the boards use, with the options a plant engineer wants by default.
 
-Each function returns a :class:`~boards.model.Panel`; ``defaults`` passed in are merged
+Each function returns a :class:`~grafana_boards.model.Panel`; ``defaults`` passed in are merged
 over the type's own field defaults.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict, Unpack
 
-from boards.model import Json, Panel, Query
+from grafana_boards.model import Json, Panel, Query
 
 __all__ = [
     "bar_gauge",

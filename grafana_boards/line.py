@@ -3,10 +3,10 @@ shift's time went (the six big losses, micro-stops), with the line's OEE shift b
 
 from __future__ import annotations
 
-from boards.fields import FRACTION, PER_MINUTE, state_mappings, thresholds
-from boards.model import Board, Panel, Query
-from boards.panels import bar_gauge, data_link, state_timeline, table, time_series
-from boards.queries import tag_variable, where
+from grafana_boards.fields import FRACTION, PER_MINUTE, state_mappings, thresholds
+from grafana_boards.model import Board, Panel, Query
+from grafana_boards.panels import bar_gauge, data_link, state_timeline, table, time_series
+from grafana_boards.queries import tag_variable, where
 
 __all__ = ["UID", "board"]
 

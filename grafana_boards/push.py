@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from boards.model import Board
+from grafana_boards.model import Board
 from plantwire.errors import PlantWireError
 
 __all__ = ["GrafanaAuth", "PushError", "PushResult", "push_board"]
