@@ -288,7 +288,7 @@ class EdgeAgent:
             stats = driver.stats
             connected.set_function(functools.partial(_is_connected, stats), source=driver.name)
             reads.set_function(functools.partial(_reads, stats), source=driver.name)
-            for kind in ("transport", "timeout", "busy", "illegal", "device"):
+            for kind in ("transport", "timeout", "busy", "illegal", "device", "clock"):
                 errors.set_function(
                     functools.partial(_errors, stats, kind), source=driver.name, kind=kind
                 )

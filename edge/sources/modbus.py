@@ -29,6 +29,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from edge.sources.base import NotConnected, SampleSink, SourceStats, SourceTarget
 from edge.sources.coalesce import PlannedTag, ReadRequest, plan_requests
 from edge.sources.modbus_codec import RegisterDecodeError, tag_value
+from edge.sources.plc_clock import PlcClock
 from plantwire.config.modbus import ByteOrder, ModbusSource, ModbusTag, RegisterTable
 from plantwire.lifecycle import cancel_and_wait
 from plantwire.logs import LogOnce
@@ -103,6 +104,7 @@ class ModbusSourceDriver:
         self._readers: dict[RegisterTable, Any] = {}
         self._lock = asyncio.Lock()
         self._once = LogOnce(log)
+        self._clocks: dict[int, PlcClock] = defaultdict(PlcClock)  # by target
         self._groups = self._plan()
 
     # -- planning ---------------------------------------------------------------------------------
@@ -349,15 +351,22 @@ class ModbusSourceDriver:
         if clock_metric is None:
             return polled_ns
         key = f"clock:{self.targets[target].asset}"
+        clock = self._clocks[target]
         if clock_ns is None or not PLAUSIBLE_CLOCK_NS[0] <= clock_ns <= PLAUSIBLE_CLOCK_NS[1]:
+            carried = clock.carry_on(polled_ns)
+            self.stats.error("clock")
             self._once.problem(
                 key,
-                "%s: PLC clock %s unreadable or implausible (%s); stamping with poll time",
+                "%s: PLC clock %s unreadable or implausible (%s); stamping with %s",
                 self.targets[target].asset,
                 clock_metric,
                 clock_ns,
+                "poll time (it was never read)"
+                if carried is None
+                else f"its last reading carried on at {clock.rate():.3g}x the edge's clock",
             )
-            return polled_ns
+            return polled_ns if carried is None else carried
+        clock.observe(clock_ns, polled_ns)
         self._once.recovered(
             key, "%s: PLC clock %s readable again", self.targets[target].asset, clock_metric
         )

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import struct
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -153,6 +154,56 @@ def test_refused_addresses_mark_only_their_tags_bad_and_recover(
 
     with caplog.at_level(logging.INFO, logger="plantwire.edge.modbus"):
         run(scenario())
+
+
+def test_a_poll_without_its_plc_clock_stays_on_the_plc_time_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The plant runs 60x faster than the edge's clock and weeks in the past: a poll whose clock
+    read fails is stamped with the PLC time carried on, not with the edge's clock."""
+    plant = Plant(DEMO)
+    plant.advance(600)
+    speed, pause_s = 60, 0.2
+
+    async def scenario() -> tuple[list[int], int, float, ModbusSourceDriver]:
+        server = await served(plant)
+        target = modbus_targets(server.port)[0]  # the filler, device 1
+        clock = next(tag for tag in target.config.tags if tag.metric == target.clock_metric)
+        driver = ModbusSourceDriver([target])
+        stamps = []
+        try:
+            await driver.connect()
+            for _ in range(4):  # good readings: the pace of the PLC clock is learnt
+                sink = Collector()
+                await driver.poll(1.0, sink)
+                stamps.append(sink.samples[target.asset][0].ts_ns)
+                await asyncio.sleep(pause_s)
+                plant.advance(speed * pause_s)
+            server.misbehaviour[1] = Misbehaviour(  # type: ignore[arg-type]
+                "device_failure",
+                table=clock.table,
+                addresses=range(clock.address, clock.address + 4),
+            )
+            sink = Collector()
+            await driver.poll(1.0, sink)
+            carried = {s.ts_ns for s in sink.samples[target.asset]}
+        finally:
+            await driver.close()
+            await server.stop()
+        assert len(carried) == 1 and len(sink.samples[target.asset]) > 1
+        return stamps, carried.pop(), plant.now, driver
+
+    with caplog.at_level(logging.WARNING, logger="plantwire.edge.modbus"):
+        stamps, carried, plant_now_s, driver = run(scenario())
+    assert stamps == sorted(stamps)
+    # On the PLC's time line, after the last good stamp and within a few seconds of plant time
+    # (the edge's own pauses vary on a busy machine; 3 s of plant time is 50 ms of the edge's).
+    assert stamps[-1] < carried
+    assert abs(carried - plant_now_s * 1e9) < 30 * 1e9
+    assert abs(carried - time.time_ns()) > 86_400 * 1e9  # the plant is weeks in the past
+    assert driver.stats.errors["clock"] == 1
+    logged = [r.getMessage() for r in caplog.records if "PLC clock" in r.getMessage()]
+    assert len(logged) == 1 and "carried on" in logged[0]
 
 
 def test_busy_devices_are_retried_then_marked_bad() -> None:
