@@ -139,28 +139,89 @@ def decode_publish(header: int, packet: bytes) -> paho.MQTTMessage:
     return message
 
 
+def frame(buffer: bytes, at: int) -> tuple[int, int, int] | int:
+    """The packet at ``at``: (its first byte, where its body starts, where it ends), or, while
+    it is not all there, how many more bytes it needs at least. A remaining length of more than
+    four bytes is malformed.
+
+    >>> frame(b"\\x30\\x03abc\\x40", 0), frame(b"\\x30\\x03ab", 0), frame(b"\\x30\\x83", 0)
+    ((48, 2, 5), 1, 1)
+    """
+    length, multiplier, index = 0, 1, at + 1
+    while True:
+        if index >= len(buffer):
+            return 1
+        byte = buffer[index]
+        length += (byte & 0x7F) * multiplier
+        index += 1
+        if not byte & 0x80:
+            break
+        if index - at > 4:
+            raise MalformedPacket("remaining length longer than four bytes")
+        multiplier *= 128
+    end = index + length
+    return (buffer[at], index, end) if end <= len(buffer) else end - len(buffer)
+
+
 class Client(paho.Client):
     """paho's client with a keepalive rule that survives a backlog (see the module docstring),
-    reading the socket in blocks (paho asks for one byte at a time for each packet's header, a
-    system call per byte, which in a backlog of small messages costs more than the messages)
-    and decoding MQTT 5 PUBLISH packets itself (paho builds a properties object for each)."""
+    reading the socket in blocks and framing packets from them itself (paho asks for one byte at
+    a time for each packet's header, a system call per byte, which in a backlog of small
+    messages costs more than the messages) and decoding MQTT 5 PUBLISH packets itself (paho
+    builds a properties object for each)."""
 
     reading_paused = False
-    _read_buffer = b""
+    _read_buffer = b""  # bytes read from the socket; those before _read_at are handled
     _read_at = 0
+    _read_sock: object = None  # the connection the buffer came from
 
     def _check_keepalive(self) -> None:
         if self._ping_t and (self.reading_paused or self._last_bytes_received > self._ping_t):
             self._ping_t = 0.0  # alive: bytes came after our PINGREQ (its answer waits behind them)
         super()._check_keepalive()
 
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._read_at >= len(self._read_buffer):
-            self._read_buffer = super()._sock_recv(max(bufsize, READ_BLOCK_BYTES))
+    def _packet_read(self) -> MQTTErrorCode:
+        """Read one whole packet and have paho handle it (paho's own reads the fixed header a
+        byte at a time, a system call per byte, and keeps per-byte state for every packet)."""
+        if self._read_sock is not self._sock:  # a new connection: nothing of the old one counts
+            self._read_sock, self._read_buffer, self._read_at = self._sock, b"", 0
+        try:
+            return self._read_one()
+        except MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+
+    def _read_one(self) -> MQTTErrorCode:
+        framed = frame(self._read_buffer, self._read_at)
+        while not isinstance(framed, tuple):
+            try:
+                data = self._sock_recv(max(READ_BLOCK_BYTES, framed))
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if not data:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            self._read_buffer = self._read_buffer[self._read_at :] + data
             self._read_at = 0
-        start = self._read_at
-        self._read_at = start + bufsize
-        return self._read_buffer[start : self._read_at]
+            with self._msgtime_mutex:
+                self._last_bytes_received = time.monotonic()
+            framed = frame(self._read_buffer, 0)
+        command, start, end = framed
+        self._read_at = end
+        self._in_packet = {
+            "command": command,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": end - start,
+            # bytes, not paho's bytearray: its decoders take either, and it saves a copy
+            "packet": self._read_buffer[start:end],  # type: ignore[typeddict-item]
+            "to_process": 0,
+            "pos": 0,
+        }
+        return self._packet_handle()
 
     def _handle_publish(self) -> MQTTErrorCode:
         command = self._in_packet["command"]
@@ -191,9 +252,12 @@ class Client(paho.Client):
                     raise
 
     @property
-    def buffered(self) -> int:
-        """Bytes read from the socket that paho has not taken yet: select() cannot see them."""
-        return max(0, len(self._read_buffer) - self._read_at)
+    def buffered(self) -> bool:
+        """A whole packet is waiting in what was read: select() cannot see it."""
+        try:
+            return isinstance(frame(self._read_buffer, self._read_at), tuple)
+        except MalformedPacket:
+            return True  # the next read says so
 
 
 def _tls_pending(sock: Any) -> int:
@@ -227,6 +291,9 @@ class NetworkLoop(threading.Thread):
         """Have the thread look again at what to read and write (a system call: only when it
         may be asleep in select)."""
         if self._idle:
+            # One byte is enough until the thread has looked again (it sets _idle before it
+            # looks): acknowledging a write's thousand messages must not send a thousand bytes.
+            self._idle = False
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
 

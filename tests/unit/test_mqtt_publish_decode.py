@@ -13,6 +13,8 @@ from paho.mqtt.properties import Properties
 
 from plantwire.mqtt_network import decode_publish
 
+NO_NUL = st.text(st.characters(exclude_characters="\x00"), max_size=8)  # MQTT strings have none
+
 
 def publish_packet(
     topic: bytes, qos: int, mid: int, payload: bytes, user: list[tuple[str, str]]
@@ -32,7 +34,7 @@ def publish_packet(
     qos=st.sampled_from([0, 1]),
     mid=st.integers(1, 65535),
     payload=st.binary(max_size=200),
-    user=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3),
+    user=st.lists(st.tuples(NO_NUL, NO_NUL), max_size=3),
     dup=st.booleans(),
     retain=st.booleans(),
 )
@@ -66,3 +68,69 @@ def test_it_reads_what_paho_reads(
 def test_a_truncated_packet_is_malformed(packet: bytes) -> None:
     with pytest.raises(MalformedPacket):
         decode_publish(0x32, packet)
+
+
+def fixed_header(body: bytes, first: int = 0x30) -> bytes:
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([first, *encoded]) + body
+
+
+@given(
+    payload_sizes=st.lists(st.integers(0, 300), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(1, 64), min_size=1, max_size=40),
+)
+def test_packets_split_anywhere_on_the_wire_come_out_whole_and_in_order(
+    payload_sizes: list[int], cuts: list[int]
+) -> None:
+    """The client frames packets from what each recv() brought, across any split of the bytes."""
+    import socket
+
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+    from plantwire.mqtt_network import Client
+
+    payloads = [bytes([index % 256]) * size for index, size in enumerate(payload_sizes)]
+    wire = b"".join(fixed_header(publish_packet(b"a/b", 0, 0, p, [])) for p in payloads)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = Client(CallbackAPIVersion.VERSION2, protocol=5)
+    client._sock = ours
+    got: list[bytes] = []
+    client.on_message = lambda c, u, message: got.append(message.payload)
+    try:
+        at, index = 0, 0
+        while at < len(wire):
+            step = cuts[index % len(cuts)]
+            theirs.sendall(wire[at : at + step])
+            at, index = at + step, index + 1
+            while client._packet_read() == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                pass
+    finally:
+        client._sock = None
+        ours.close()
+        theirs.close()
+    assert got == payloads
+
+
+def test_a_remaining_length_of_five_bytes_is_a_protocol_error() -> None:
+    import socket
+
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+    from plantwire.mqtt_network import Client
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = Client(CallbackAPIVersion.VERSION2, protocol=5)
+    client._sock = ours
+    try:
+        theirs.sendall(b"\x30\xff\xff\xff\xff\x01")
+        assert client._packet_read() == MQTTErrorCode.MQTT_ERR_PROTOCOL
+    finally:
+        client._sock = None
+        ours.close()
+        theirs.close()
