@@ -5,8 +5,11 @@ paho's own thread (``loop_start``) cannot stop reading, so a broker that ignores
 (Mosquitto 2.0.11 does) could push a whole backlog into memory. This thread drives paho through
 its public external-loop calls (``loop_read``, ``loop_write``, ``loop_misc``) and leaves the
 socket out of its ``select`` while the :class:`InboundWindow` is full: TCP then holds the rest at
-the broker. Two of paho's private methods are adapted, in :class:`Client` (paho is pinned, and
-this module is its adapter): the keepalive rule and the socket read.
+the broker. Four of paho's private methods are adapted, in :class:`Client` (paho is pinned, and
+this module is its adapter): the keepalive rule, the packet read (whole packets framed from
+64 KiB reads), the PUBLISH decoding and the dispatch to ``on_message`` -- the last three because
+paho's own cost more per small message than everything else the gateway does with it
+(docs/benchmarks.md, "The MQTT library's ceiling"). Every other packet is paho's to handle.
 """
 
 from __future__ import annotations
