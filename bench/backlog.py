@@ -21,10 +21,9 @@ costs nothing extra).
 
 ``--shared`` ends with a live flood of ``--small`` messages taken by one gateway and then by two
 in one shared group (``gateway.shared_group``): their CPU per message, all processes together.
-``--ceiling`` first drains a backlog of ``--small`` messages with a bare client that does nothing
-but count them (``plantwire.testing.drain_client``), twice: paho on its own loop, and paho on
-PlantWire's network thread and PUBLISH decoder: the MQTT layer's own rate and CPU per message,
-the ceiling of a gateway built on it. ``--busy`` runs one CPU-bound process per core
+``--ceiling`` first drains a backlog of ``--small`` messages with a bare paho client that does
+nothing but count them (``plantwire.testing.drain_client``): the MQTT library's own rate and CPU
+per message, the ceiling of a gateway built on it. ``--busy`` runs one CPU-bound process per core
 beside everything (a busy machine). Timings vary
 by 2-3x between runs on a shared machine; the two backlogs of one run compare fairly, and CPU per
 message is the steadier figure.
@@ -171,32 +170,30 @@ def drain_phase(
 
 
 def ceiling_phase(args: argparse.Namespace, servers: Servers) -> None:
-    """The same backlog drained by a bare client that only counts (and auto-acknowledges): paho
-    on its own loop, then paho on PlantWire's network thread and PUBLISH decoder -- what the MQTT
-    layer itself can take, the gateway's ceiling in this process model."""
-    for label, extra in (("paho's own loop", []), ("PlantWire's network thread", ["--ours"])):
-        client_id = f"ceiling-{uuid.uuid4().hex[:6]}"
-        topic = f"plantwire/v1/{servers.site_id}/+/+/+/data"
-        command = [sys.executable, "-m", "plantwire.testing.drain_client", *extra,
-                   "--port", str(servers.broker.port), "--client-id", client_id, "--topic", topic]  # fmt: skip
-        subprocess.run([*command, "--subscribe-only"], check=True, timeout=60)
-        per_publisher = max(1, args.small // args.publishers)
-        flood = start_flood(
-            servers.broker.port, servers.site_id, publishers=args.publishers, count=per_publisher
-        )
-        queued = wait_flood(flood, timeout_s=3600)
-        before = cpu_seconds(servers.broker.pid)
-        done = subprocess.run(
-            [*command, "--count", str(queued.acked)], check=True, capture_output=True, timeout=3600
-        )
-        figures = orjson.loads(done.stdout.splitlines()[-1])
-        broker_us = 1e6 * (cpu_seconds(servers.broker.pid) - before) / max(figures["messages"], 1)
-        print(
-            f"ceiling, {label}: a bare client drained {figures['messages']:,} of "
-            f"{queued.acked:,} queued at {figures['messages'] / figures['seconds']:,.0f} msg/s, "
-            f"{1e6 * figures['cpu_s'] / max(figures['messages'], 1):,.0f} µs of its CPU per "
-            f"message (broker {broker_us:,.0f} µs)"
-        )
+    """The same backlog drained by a bare paho client that only counts (and auto-acknowledges):
+    what the MQTT library itself can take, the gateway's ceiling in this process model."""
+    client_id = f"ceiling-{uuid.uuid4().hex[:6]}"
+    topic = f"plantwire/v1/{servers.site_id}/+/+/+/data"
+    command = [sys.executable, "-m", "plantwire.testing.drain_client",
+               "--port", str(servers.broker.port), "--client-id", client_id, "--topic", topic]  # fmt: skip
+    subprocess.run([*command, "--subscribe-only"], check=True, timeout=60)
+    per_publisher = max(1, args.small // args.publishers)
+    flood = start_flood(
+        servers.broker.port, servers.site_id, publishers=args.publishers, count=per_publisher
+    )
+    queued = wait_flood(flood, timeout_s=3600)
+    before = cpu_seconds(servers.broker.pid)
+    done = subprocess.run(
+        [*command, "--count", str(queued.acked)], check=True, capture_output=True, timeout=3600
+    )
+    figures = orjson.loads(done.stdout.splitlines()[-1])
+    broker_us = 1e6 * (cpu_seconds(servers.broker.pid) - before) / max(figures["messages"], 1)
+    print(
+        f"ceiling: a bare paho client drained {figures['messages']:,} of {queued.acked:,} queued "
+        f"at {figures['messages'] / figures['seconds']:,.0f} msg/s, "
+        f"{1e6 * figures['cpu_s'] / max(figures['messages'], 1):,.0f} µs of its CPU per message "
+        f"(broker {broker_us:,.0f} µs)"
+    )
 
 
 def live_phase(

@@ -8,7 +8,6 @@ edge, so gaps and duplicates show in the metrics.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -19,13 +18,7 @@ from plantwire.codec.native import RejectedSample
 from plantwire.errors import LineProtocolError, PayloadError, TopicError
 from plantwire.lineprotocol import LineEncoder, batch_lines
 from plantwire.logs import LogOnce
-from plantwire.topics import MachineTopic, parse_machine_topic
-
-# A site's machine topics repeat in every message: parse each once (a bounded cache; topics that
-# fail are not cached and fail again).
-_machine_topic: functools._lru_cache_wrapper[MachineTopic] = functools.lru_cache(maxsize=8192)(
-    parse_machine_topic
-)
+from plantwire.topics import parse_machine_topic
 
 __all__ = ["Intake", "Processed", "SequenceTracker"]
 
@@ -97,7 +90,7 @@ class Intake:
         payload = bytes(payload)
         site = _site_of(topic)
         try:
-            where = _machine_topic(topic)
+            where = parse_machine_topic(topic)
         except TopicError as exc:
             return Processed(
                 dead_letters=[self._refuse(site, "unknown", "topic", str(exc), topic, payload)]

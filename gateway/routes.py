@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.deadletters import dead_letter
 from gateway.ingest.decoder import IngestDecoder, rule_name
@@ -23,10 +23,9 @@ from plantwire.config.models import SiteConfig
 from plantwire.logs import LogOnce
 from plantwire.names import check_segment
 from plantwire.sparkplug_topics import sparkplug_subscription
-from plantwire.topic_patterns import TopicPattern, parse_pattern
 from plantwire.topics import data_subscription
 
-__all__ = ["Decode", "Route", "Routes", "site_routes"]
+__all__ = ["Decode", "Route", "Routes", "site_routes", "topic_matches"]
 
 log = logging.getLogger("plantwire.gateway.routes")
 
@@ -46,16 +45,31 @@ class Route:
     # edge node), so the filter is never shared with a gateway group.
     shareable: bool = True
     qos: int = 1  # what to subscribe with (an ingest rule may say 0 or 2)
-    pattern: TopicPattern = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "pattern", parse_pattern(self.topic_filter))
 
     def subscription(self, shared_group: str | None) -> str:
         if shared_group is None or not self.shareable:
             return self.topic_filter
         group = check_segment(shared_group, "shared subscription group")
         return f"$share/{group}/{self.topic_filter}"
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT's matching of a topic against a filter (``+`` one level, ``#`` the rest).
+
+    >>> topic_matches("plantwire/v1/+/+/+/+/data", "plantwire/v1/bd/a/l/m/data")
+    True
+    >>> topic_matches("spBv1.0/bd/#", "spBv1.0/bd")
+    True
+    >>> topic_matches("spBv1.0/bd/#", "spBv1.0/other/NDATA/e")
+    False
+    """
+    levels = topic.split("/")
+    for index, wanted in enumerate(topic_filter.split("/")):
+        if wanted == "#":
+            return True
+        if index >= len(levels) or wanted not in ("+", levels[index]):
+            return False
+    return len(levels) == len(topic_filter.split("/"))
 
 
 class Routes:
@@ -77,7 +91,7 @@ class Routes:
             if len(self._by_topic) >= TOPIC_MEMORY:
                 self._by_topic.clear()
             self._by_topic[topic] = next(
-                (r for r in self.routes if r.pattern.match(topic) is not None), None
+                (r for r in self.routes if topic_matches(r.topic_filter, topic)), None
             )
         return self._by_topic[topic]
 

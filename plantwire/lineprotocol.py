@@ -31,15 +31,7 @@ import numpy as np
 import orjson
 
 from plantwire.errors import InvalidNameError, LineProtocolError
-from plantwire.model import (
-    INT64_MAX,
-    INT64_MIN,
-    MAX_STRING_BYTES,
-    AssetPath,
-    Batch,
-    ColumnSamples,
-    Quality,
-)
+from plantwire.model import INT64_MAX, INT64_MIN, MAX_STRING_BYTES, Batch, ColumnSamples, Quality
 from plantwire.names import QUALITY_SUFFIX, check_influx_name
 
 __all__ = [
@@ -166,7 +158,6 @@ class LineEncoder:
         self._tag_values: dict[str, str] = {}
         self._field_keys: dict[str, str] = {}  # escaped key with its '=' appended
         self._templates: dict[tuple[tuple[str, ...], tuple[type, ...]], _Template | None] = {}
-        self._asset_series: dict[tuple[str, AssetPath], str] = {}
 
     # -- names --------------------------------------------------------------------------
     def _cached(self, cache: dict[str, str], name: str, what: str) -> str:
@@ -202,16 +193,6 @@ class LineEncoder:
         except TypeError as exc:  # unhashable or unsortable names
             raise LineProtocolError(f"tags must map strings to strings ({exc})") from None
         return ",".join(parts)
-
-    def asset_series(self, measurement: str, asset: AssetPath) -> str:
-        """The series of a machine's points: its asset path as the four tags (remembered)."""
-        key = (measurement, asset)
-        series = self._asset_series.get(key)
-        if series is None:
-            if len(self._asset_series) >= _CACHE_LIMIT:
-                self._asset_series.clear()
-            series = self._asset_series[key] = self.series(measurement, asset._asdict())
-        return series
 
     def _template(self, shape: tuple[tuple[str, ...], tuple[type, ...]]) -> _Template | None:
         """How to write a row of this field set and these value types in one step, or None when
@@ -402,7 +383,11 @@ def batch_lines(
     A sample with quality other than good also writes ``<metric>__quality``; a sample with no
     value (bad quality) writes only that field, so the gap and its reason are both visible.
     """
-    series = encoder.asset_series(measurement, batch.asset)
+    asset = batch.asset
+    series = encoder.series(
+        measurement,
+        {"site": asset.site, "area": asset.area, "line": asset.line, "machine": asset.machine},
+    )
     samples = batch.samples
     if isinstance(samples, ColumnSamples) and len(samples):
         return encoder.rows(_column_rows(series, samples))

@@ -5,11 +5,8 @@ paho's own thread (``loop_start``) cannot stop reading, so a broker that ignores
 (Mosquitto 2.0.11 does) could push a whole backlog into memory. This thread drives paho through
 its public external-loop calls (``loop_read``, ``loop_write``, ``loop_misc``) and leaves the
 socket out of its ``select`` while the :class:`InboundWindow` is full: TCP then holds the rest at
-the broker. Four of paho's private methods are adapted, in :class:`Client` (paho is pinned, and
-this module is its adapter): the keepalive rule, the packet read (whole packets framed from
-64 KiB reads), the PUBLISH decoding and the dispatch to ``on_message`` -- the last three because
-paho's own cost more per small message than everything else the gateway does with it
-(docs/benchmarks.md, "The MQTT library's ceiling"). Every other packet is paho's to handle.
+the broker. Two of paho's private methods are adapted, in :class:`Client` (paho is pinned, and
+this module is its adapter): the keepalive rule and the socket read.
 """
 
 from __future__ import annotations
@@ -22,10 +19,6 @@ import time
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 __all__ = ["BACKLOG_AFTER_S", "Client", "InboundWindow", "NetworkLoop"]
 
@@ -93,174 +86,34 @@ class InboundWindow:
 
 # What one recv() asks for: a burst of small messages in one system call.
 READ_BLOCK_BYTES = 64 * 1024
-# Packets taken from what one recv() brought before looking at the socket again (paho reads one
-# per call; a select() per small message cost as much as the message).
-PACKETS_PER_TURN = 256
-
-
-_NO_DELIVERY = paho.MQTTMessageInfo(0)  # what a received message has for paho's delivery record
-
-
-def decode_publish(header: int, packet: bytes) -> paho.MQTTMessage:
-    """An MQTT 5 PUBLISH packet (QoS 0 or 1) as paho's message; its properties are read only when
-    there are some (paho builds a properties object, about 15 µs, for every message).
-
-    >>> message = decode_publish(0x32, b"\\x00\\x03a/b\\x00\\x07\\x0021.5")
-    >>> message.topic, message.qos, message.mid, message.payload, message.properties
-    ('a/b', 1, 7, b'21.5', None)
-    """
-    qos = (header & 0x06) >> 1
-    at = 2 + int.from_bytes(packet[:2], "big")
-    topic = packet[2:at]
-    if qos:
-        mid = int.from_bytes(packet[at : at + 2], "big")
-        at += 2
-    else:
-        mid = 0
-    if at >= len(packet):
-        raise MalformedPacket("PUBLISH shorter than its topic, packet id and properties")
-    properties = None
-    if packet[at]:  # a properties length other than 0 (its first byte is 0 only for none)
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        _, used = properties.unpack(packet[at:])  # type: ignore[no-untyped-call]
-        at += used
-    else:
-        at += 1
-    # Every slot set here, without paho's __init__: it makes a delivery record with a lock and a
-    # condition for each message, used only for messages we publish.
-    message = paho.MQTTMessage.__new__(paho.MQTTMessage)
-    message.timestamp = 0.0
-    message.state = paho.mqtt_ms_invalid
-    message.mid = mid
-    message._topic = topic  # the slot paho's topic property reads
-    message.info = _NO_DELIVERY
-    message.dup = bool(header & 0x08)
-    message.qos = qos
-    message.retain = bool(header & 0x01)
-    message.properties = properties
-    message.payload = packet[at:]
-    return message
-
-
-def frame(buffer: bytes, at: int) -> tuple[int, int, int] | int:
-    """The packet at ``at``: (its first byte, where its body starts, where it ends), or, while
-    it is not all there, how many more bytes it needs at least. A remaining length of more than
-    four bytes is malformed.
-
-    >>> frame(b"\\x30\\x03abc\\x40", 0), frame(b"\\x30\\x03ab", 0), frame(b"\\x30\\x83", 0)
-    ((48, 2, 5), 1, 1)
-    """
-    length, multiplier, index = 0, 1, at + 1
-    while True:
-        if index >= len(buffer):
-            return 1
-        byte = buffer[index]
-        length += (byte & 0x7F) * multiplier
-        index += 1
-        if not byte & 0x80:
-            break
-        if index - at > 4:
-            raise MalformedPacket("remaining length longer than four bytes")
-        multiplier *= 128
-    end = index + length
-    return (buffer[at], index, end) if end <= len(buffer) else end - len(buffer)
 
 
 class Client(paho.Client):
     """paho's client with a keepalive rule that survives a backlog (see the module docstring),
-    reading the socket in blocks and framing packets from them itself (paho asks for one byte at
-    a time for each packet's header, a system call per byte, which in a backlog of small
-    messages costs more than the messages) and decoding MQTT 5 PUBLISH packets itself (paho
-    builds a properties object for each)."""
+    reading the socket in blocks: paho asks for one byte at a time for each packet's header, a
+    system call per byte, which in a backlog of small messages costs more than the messages."""
 
     reading_paused = False
-    _read_buffer = b""  # bytes read from the socket; those before _read_at are handled
+    _read_buffer = b""
     _read_at = 0
-    _read_sock: object = None  # the connection the buffer came from
 
     def _check_keepalive(self) -> None:
         if self._ping_t and (self.reading_paused or self._last_bytes_received > self._ping_t):
             self._ping_t = 0.0  # alive: bytes came after our PINGREQ (its answer waits behind them)
         super()._check_keepalive()
 
-    def _packet_read(self) -> MQTTErrorCode:
-        """Read one whole packet and have paho handle it (paho's own reads the fixed header a
-        byte at a time, a system call per byte, and keeps per-byte state for every packet)."""
-        if self._read_sock is not self._sock:  # a new connection: nothing of the old one counts
-            self._read_sock, self._read_buffer, self._read_at = self._sock, b"", 0
-        try:
-            return self._read_one()
-        except MalformedPacket as exc:
-            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
-            return MQTTErrorCode.MQTT_ERR_PROTOCOL
-
-    def _read_one(self) -> MQTTErrorCode:
-        framed = frame(self._read_buffer, self._read_at)
-        while not isinstance(framed, tuple):
-            try:
-                data = self._sock_recv(max(READ_BLOCK_BYTES, framed))
-            except BlockingIOError:
-                return MQTTErrorCode.MQTT_ERR_AGAIN
-            except OSError as err:
-                self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
-                return MQTTErrorCode.MQTT_ERR_CONN_LOST
-            if not data:
-                return MQTTErrorCode.MQTT_ERR_CONN_LOST
-            self._read_buffer = self._read_buffer[self._read_at :] + data
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_at >= len(self._read_buffer):
+            self._read_buffer = super()._sock_recv(max(bufsize, READ_BLOCK_BYTES))
             self._read_at = 0
-            with self._msgtime_mutex:
-                self._last_bytes_received = time.monotonic()
-            framed = frame(self._read_buffer, 0)
-        command, start, end = framed
-        self._read_at = end
-        self._in_packet = {
-            "command": command,
-            "have_remaining": 1,
-            "remaining_count": [],
-            "remaining_mult": 1,
-            "remaining_length": end - start,
-            # bytes, not paho's bytearray: its decoders take either, and it saves a copy
-            "packet": self._read_buffer[start:end],  # type: ignore[typeddict-item]
-            "to_process": 0,
-            "pos": 0,
-        }
-        return self._packet_handle()
-
-    def _handle_publish(self) -> MQTTErrorCode:
-        command = self._in_packet["command"]
-        if self._protocol != paho.MQTTv5 or (command & 0x06) >> 1 == 2:
-            return super()._handle_publish()  # 3.1.1 and QoS 2: paho's own way
-        message = decode_publish(command, bytes(self._in_packet["packet"]))
-        message.timestamp = time.monotonic()  # as paho stamps it
-        self._handle_on_message(message)
-        if message.qos == 0 or self._manual_ack:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        return self._send_puback(message.mid)
-
-    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        """paho's dispatch without its per-topic callback lookup when there are no per-topic
-        callbacks (we add none): straight to ``on_message``, errors handled as paho does."""
-        if self._on_message_filtered._root._children:  # per-topic callbacks: paho's way
-            super()._handle_on_message(message)
-            return
-        on_message = self.on_message
-        if on_message is None:
-            return
-        with self._in_callback_mutex:
-            try:
-                on_message(self, self._userdata, message)
-            except Exception as err:
-                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
-                if not self.suppress_exceptions:
-                    raise
+        start = self._read_at
+        self._read_at = start + bufsize
+        return self._read_buffer[start : self._read_at]
 
     @property
-    def buffered(self) -> bool:
-        """A whole packet is waiting in what was read: select() cannot see it."""
-        try:
-            return isinstance(frame(self._read_buffer, self._read_at), tuple)
-        except MalformedPacket:
-            return True  # the next read says so
+    def buffered(self) -> int:
+        """Bytes read from the socket that paho has not taken yet: select() cannot see them."""
+        return max(0, len(self._read_buffer) - self._read_at)
 
 
 def _tls_pending(sock: Any) -> int:
@@ -294,9 +147,6 @@ class NetworkLoop(threading.Thread):
         """Have the thread look again at what to read and write (a system call: only when it
         may be asleep in select)."""
         if self._idle:
-            # One byte is enough until the thread has looked again (it sets _idle before it
-            # looks): acknowledging a write's thousand messages must not send a thousand bytes.
-            self._idle = False
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
 
@@ -337,11 +187,8 @@ class NetworkLoop(threading.Thread):
         if not paused and not pending and sock not in readable:
             self.caught_up_at = time.monotonic()
         reading = not paused and (sock in readable or pending)
-        for _ in range(PACKETS_PER_TURN if reading else 0):
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS:
-                return False
-            if not client.buffered or self.window.full:
-                break
+        if reading and client.loop_read() != paho.MQTT_ERR_SUCCESS:
+            return False
         if client.want_write() and client.loop_write() != paho.MQTT_ERR_SUCCESS:
             return False
         return client.loop_misc() == paho.MQTT_ERR_SUCCESS

@@ -58,7 +58,6 @@ DEFAULT_MAX_SAMPLES = 100_000
 
 _QUALITIES = {q.value: q for q in Quality}
 _ASSET_KEYS = ("site", "area", "line", "machine")
-_ASSET_KEY_SET = frozenset(_ASSET_KEYS)
 _FRAME_KEYS = frozenset({"version", "edge", "seq", "sent", "asset", "samples"})
 
 
@@ -147,21 +146,9 @@ def decode_batch(
 def _decode_asset(raw: object) -> AssetPath:
     if type(raw) is not dict:
         raise PayloadError(f"'asset' must be an object with {', '.join(_ASSET_KEYS)}")
-    if raw.keys() != _ASSET_KEY_SET:
+    if raw.keys() != set(_ASSET_KEYS):
         raise PayloadError(f"'asset' must have exactly the keys {', '.join(_ASSET_KEYS)}")
-    asset = AssetPath(raw["site"], raw["area"], raw["line"], raw["machine"])
-    if set(map(type, asset)) == {str} and asset in _known_assets:
-        return asset
-    asset.validate()
-    if len(_known_assets) >= _KNOWN_METRICS_LIMIT:
-        _known_assets.clear()
-    _known_assets[asset] = None
-    return asset
-
-
-# A site's machines repeat in every batch; remember the asset paths already checked (strings
-# only: a level of another type is unhashable or refused by the check).
-_known_assets: dict[AssetPath, None] = {}
+    return AssetPath(raw["site"], raw["area"], raw["line"], raw["machine"]).validate()
 
 
 # Metric names repeat in every batch; remember the ones already checked.
@@ -177,18 +164,6 @@ def _decode_plain(raw_samples: list[Any]) -> ColumnSamples | None:
     valid. Checks run over whole columns (in C where possible); anything unusual returns None
     and the batch goes through :func:`_decode_samples`, which reports sample by sample.
     """
-    if len(raw_samples) == 1:  # one value of one metric, as a device publishing per value sends
-        raw = raw_samples[0]
-        if type(raw) is dict and len(raw) == 3:
-            ts, metric, value = raw.get("t"), raw.get("m"), raw.get("v")
-            if (
-                type(ts) is int
-                and 0 <= ts < INT64_MAX
-                and type(metric) is str
-                and metric in _known_metrics
-                and (type(value) is float or type(value) is bool)  # always valid (see _values_ok)
-            ):
-                return ColumnSamples([ts], [metric], [value])
     if (
         not raw_samples
         or set(map(type, raw_samples)) != {dict}

@@ -3,10 +3,7 @@ queued backlog of a persistent session and does nothing else -- acknowledges eac
 as paho does by itself, counts it, and stops at ``--count`` (or after ``--idle-s`` with nothing).
 
     python -m plantwire.testing.drain_client --port P --client-id ID --topic FILTER \\
-        [--subscribe-only] [--count N] [--ours]
-
-With ``--ours`` the client is paho driven by PlantWire's network thread and PUBLISH decoder
-(:mod:`plantwire.mqtt_network`), as in the gateway: the ceiling of the gateway's MQTT layer.
+        [--subscribe-only] [--count N]
 
 With ``--subscribe-only`` it makes the persistent session (subscribes, then disconnects) for the
 backlog to queue in. Otherwise it drains it, ends the session, and prints one JSON line:
@@ -26,12 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from plantwire.mqtt_network import Client, InboundWindow, NetworkLoop
 
-
-def _client(port: int, client_id: str, *, ours: bool) -> paho.Client:
-    kind = Client if ours else paho.Client
-    client = kind(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+def _client(port: int, client_id: str) -> paho.Client:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 3600
     client.connect("127.0.0.1", port, keepalive=60, clean_start=False, properties=properties)
@@ -46,11 +40,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--subscribe-only", action="store_true")
-    parser.add_argument("--ours", action="store_true")
     args = parser.parse_args()
-    client = _client(args.port, args.client_id, ours=args.ours)
+    client = _client(args.port, args.client_id)
     subscribed = threading.Event()
     client.on_subscribe = lambda *_: subscribed.set()
+    client.loop_start()
+    client.subscribe(args.topic, qos=1)
+    if args.subscribe_only:
+        subscribed.wait(10)
+        client.disconnect()
+        client.loop_stop()
+        return
     counts = {"n": 0, "first": 0.0, "last": 0.0}
 
     def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
@@ -61,17 +61,6 @@ def main() -> None:
         counts["last"] = now
 
     client.on_message = on_message
-    network = None
-    if isinstance(client, Client):
-        network = NetworkLoop(client, InboundWindow(), args.client_id)
-        network.start()
-    else:
-        client.loop_start()
-    client.subscribe(args.topic, qos=1)
-    if args.subscribe_only:
-        subscribed.wait(10)
-        _stop(client, network, None)
-        return
     while True:
         time.sleep(0.2)
         quiet = time.monotonic() - (counts["last"] or time.monotonic())
@@ -81,7 +70,8 @@ def main() -> None:
     # for a client that is gone.
     goodbye = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
     goodbye.SessionExpiryInterval = 0
-    _stop(client, network, goodbye)
+    client.disconnect(properties=goodbye)
+    client.loop_stop()
     seconds = max(counts["last"] - counts["first"], 1e-9)
     sys.stdout.write(
         orjson.dumps(
@@ -89,15 +79,6 @@ def main() -> None:
         ).decode()
         + "\n"
     )
-
-
-def _stop(client: paho.Client, network: NetworkLoop | None, goodbye: Properties | None) -> None:
-    client.disconnect(properties=goodbye)
-    if network is None:
-        client.loop_stop()
-    else:
-        network.wake()  # it sends the DISCONNECT, then finds the connection closed
-        network.join(timeout=10)
 
 
 if __name__ == "__main__":

@@ -225,21 +225,3 @@ def test_batch_validation_checks_the_send_time() -> None:
     assert batch.validate() is batch
     with pytest.raises(ValueError, match="send time"):
         replace(batch, sent_ns=-1).validate()
-
-
-@given(fuzzed_sample)
-def test_a_one_sample_batch_decodes_alike_the_first_time_and_once_its_metric_is_known(
-    raw: Any,
-) -> None:
-    """One sample of a known metric takes a shortcut (a device publishing per value); what it
-    keeps or refuses must not differ from the first message, which goes the whole way."""
-    try:
-        payload = frame([raw])
-    except orjson.JSONEncodeError:
-        return
-    first = decode_batch(payload)
-    again = decode_batch(payload)
-    assert list(again.batch.samples) == list(first.batch.samples)
-    assert [(r.index, r.reason) for r in again.rejected] == [
-        (r.index, r.reason) for r in first.rejected
-    ]
